@@ -1,0 +1,63 @@
+# atomstat: build the environment, test, and serve the dashboard.
+#   make app    build .venv (if needed) and serve the Voila dashboard
+#   make test   build .venv, ensure chromium, lint, run the whole pytest suite
+# Only a system python3 (3.11) is needed; everything else comes from requirements.lock.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+
+# Dashboard server. Every GET of the page starts a kernel, so idle kernels are culled,
+# including ones whose browser tab is still open (cull_connected).
+HOST ?= 127.0.0.1
+PORT ?= 8866
+CULL_IDLE_TIMEOUT ?= 1800
+CULL_INTERVAL ?= 60
+VOILA_FLAGS := --no-browser --Voila.ip=$(HOST) --port=$(PORT) \
+	--MappingKernelManager.cull_idle_timeout=$(CULL_IDLE_TIMEOUT) \
+	--MappingKernelManager.cull_interval=$(CULL_INTERVAL) \
+	--MappingKernelManager.cull_connected=True
+
+.PHONY: venv chromium lint test app lock bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	[ "$$($(BIN)/uv --version 2>/dev/null | cut -d' ' -f2)" = "$(UV_VERSION)" ] \
+		|| $(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+chromium:
+	@if [ -x $(CHROMIUM) ]; then echo "chromium: $(CHROMIUM)"; else \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: venv chromium lint
+	$(BIN)/pytest -q
+
+app: venv
+	@echo "atomstat dashboard: http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
+	$(BIN)/voila app/dashboard.ipynb $(VOILA_FLAGS)
+
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra bench --python-version 3.11 \
+		-o requirements.lock
+
+bench: venv
+	for f in bench/bench_*.py; do [ -e "$$f" ] || continue; $(BIN)/python "$$f" || exit 1; done
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	find . \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +

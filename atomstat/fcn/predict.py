@@ -1,0 +1,201 @@
+"""Inference: probability maps for images and stacks of any size.
+
+Each frame is normalised on its own, resampled so that its atoms have the
+width the network was trained on, cut into overlapping tiles when it is
+large, and run in batches. The probability map comes back at the input's
+shape with no seams.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from skimage.transform import resize
+
+from .._arrays import as_array
+from ..scale import estimate_sigma
+from .normalize import normalize
+
+__all__ = ["CANONICAL_SIGMA", "load_model", "model_path", "resample_factor", "segment"]
+
+log = logging.getLogger(__name__)
+
+#: Atom width (px) at which the network sees every image.
+CANONICAL_SIGMA = 2.2
+#: Atom widths (px) the network handles without resampling.
+NATIVE_SIGMA = (1.5, 3.0)
+TILE = 1024
+MARGIN = 32  # > half the receptive field (about 37 px)
+_BATCH_PIXELS = 2**21
+_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def model_path(name: str = "universal") -> Path:
+    """Path of a shipped model, e.g. ``model_path("universal")``."""
+    path = _MODELS / f"{name}.keras"
+    if not path.exists():
+        shipped = sorted(p.stem for p in _MODELS.glob("*.keras") if ".ckpt" not in p.name)
+        raise FileNotFoundError(f"no shipped model named {name!r}; shipped models: {shipped}")
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # keras raises many kinds for a bad file
+        raise ValueError(f"could not load the model file {path}: {exc}") from None
+    spec = tf.TensorSpec([None, None, None, 1], tf.float32)
+    return model, tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+
+def load_model(model=None):
+    """Return ``(keras_model, fast_call)`` for a shipped name, a path or a model.
+
+    ``model`` may be None (the shipped ``universal`` model), the name of a
+    shipped model, a path to a ``.keras`` file, or a ``keras.Model``.
+    """
+    if model is None or (isinstance(model, str) and not model.endswith(".keras")):
+        return _load(str(model_path(model or "universal")))
+    if isinstance(model, str | Path):
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        return _load(str(path.resolve()))
+    if hasattr(model, "predict") and hasattr(model, "output_shape"):
+        return model, lambda x: model(x, training=False)
+    raise TypeError(
+        f"model must be None, a name, a .keras path or a keras.Model, got {type(model).__name__}"
+    )
+
+
+def resample_factor(sigma: float) -> float:
+    """Zoom factor that brings atoms of width ``sigma`` to the network's scale (1 = none)."""
+    if not np.isfinite(sigma) or NATIVE_SIGMA[0] <= sigma <= NATIVE_SIGMA[1]:
+        return 1.0
+    return CANONICAL_SIGMA / sigma
+
+
+def segment(data, *, model=None, sigma=None) -> np.ndarray:
+    """Probability that each pixel belongs to an atom.
+
+    Parameters
+    ----------
+    data : ndarray or hyperspy Signal2D
+        One image (H, W) or a stack (T, H, W). Any size from 16 px up.
+    model : None, str, Path or keras.Model
+        None uses the shipped ``universal`` model.
+    sigma : float, optional
+        Atom width in px. Estimated from the image when None; stacks use one
+        width for all frames.
+
+    Returns
+    -------
+    prob : ndarray, float32, the shape of ``data``
+
+    Raises
+    ------
+    ValueError
+        If the data is not 2-D or 3-D, is smaller than 16x16, or holds NaN
+        or infinite values.
+
+    Examples
+    --------
+    >>> from atomstat.simulate import simulate_lattice
+    >>> sim = simulate_lattice("hexagonal", shape=(96, 96), spacing=14, rng=0)
+    >>> segment(sim.image).shape
+    (96, 96)
+    """
+    frames = _as_frames(data)
+    _, call = load_model(model)
+    if sigma is None:
+        sigma = estimate_sigma(np.asarray(frames[0], dtype=np.float32))
+    elif not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+    factor = resample_factor(sigma)
+    log.debug("atom width %.2f px: resampling by %.3f", sigma, factor)
+    out = np.empty((len(frames), *frames.shape[1:]), np.float32)
+    for start, stop in _chunks(len(frames), frames.shape[1:], factor):
+        batch = [_prepare(np.asarray(frames[i], np.float32), factor) for i in range(start, stop)]
+        probs = _run(call, np.stack(batch))
+        for i, p in zip(range(start, stop), probs, strict=True):
+            out[i] = p if factor == 1 else resize(p, out.shape[1:], order=1)
+    return out[0] if _ndim(data) == 2 else out
+
+
+def _ndim(data):
+    return np.ndim(as_array(data))
+
+
+def _as_frames(data):
+    arr = as_array(data)
+    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+        arr = np.asarray(arr)
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"expected an image (H, W) or a stack (T, H, W), got shape {arr.shape}")
+    if min(arr.shape[-2:]) < 16:
+        raise ValueError(
+            f"image of {arr.shape[-2]}x{arr.shape[-1]} px is too small; "
+            "atomstat needs at least 16x16"
+        )
+    if np.iscomplexobj(arr):
+        raise ValueError("complex data cannot be segmented; pass np.abs(data) or the real part")
+    frames = arr if arr.ndim == 3 else arr[None]
+    if len(frames) == 0:
+        raise ValueError("the stack has no frames")
+    return frames
+
+
+def _prepare(image, factor):
+    if not np.isfinite(image).all():
+        raise ValueError(
+            "the image holds NaN or infinite pixels; atomstat.load repairs them, "
+            "or replace them yourself"
+        )
+    if factor != 1:
+        shape = np.maximum(np.round(np.array(image.shape) * factor).astype(int), 16)
+        image = resize(image, shape, order=1, anti_aliasing=factor < 1)
+    return normalize(image)
+
+
+def _chunks(n, shape, factor):
+    pixels = max(1, int(np.prod(shape) * factor**2))
+    per = max(1, _BATCH_PIXELS // pixels)
+    return [(i, min(i + per, n)) for i in range(0, n, per)]
+
+
+def _run(call, batch):
+    """Run the network over (B, H, W) images, tiling large ones; returns (B, H, W)."""
+    b, h, w = batch.shape
+    if h <= TILE + 2 * MARGIN and w <= TILE + 2 * MARGIN:
+        ph, pw = -h % 4, -w % 4
+        x = np.pad(batch, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+        return np.asarray(call(x[..., None]))[:, :h, :w, 1]
+    return np.stack([_run_tiled(call, img) for img in batch])
+
+
+def _run_tiled(call, image):
+    h, w = image.shape
+    ny, nx = -(-h // TILE), -(-w // TILE)
+    padded = np.pad(
+        image, ((MARGIN, ny * TILE - h + MARGIN), (MARGIN, nx * TILE - w + MARGIN)), mode="reflect"
+    )
+    out = np.empty((ny * TILE, nx * TILE), np.float32)
+    size = TILE + 2 * MARGIN
+    corners = [(i * TILE, j * TILE) for i in range(ny) for j in range(nx)]
+    per = max(1, _BATCH_PIXELS // size**2)
+    for k in range(0, len(corners), per):
+        group = corners[k : k + per]
+        tiles = np.stack([padded[y : y + size, x : x + size] for y, x in group])
+        probs = np.asarray(call(tiles[..., None]))[..., 1]
+        for (y, x), p in zip(group, probs, strict=True):
+            out[y : y + TILE, x : x + TILE] = p[MARGIN:-MARGIN, MARGIN:-MARGIN]
+    return out[:h, :w]

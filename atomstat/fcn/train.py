@@ -1,0 +1,143 @@
+"""Train the FCN on simulated scenes and write a model card beside it.
+
+The training stream is endless: every batch is freshly simulated by
+:func:`atomstat.simulate.random_scene`, so the network never sees the same
+image twice. The held-out set uses seeds that training never draws.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ..simulate import random_scene
+from .model import build_fcn, fold_batchnorm
+from .normalize import normalize
+
+__all__ = ["TrainConfig", "train", "training_batch"]
+
+log = logging.getLogger(__name__)
+
+#: Held-out scenes are drawn from seeds at and above this; training never uses them.
+HELDOUT_SEED = 10_000_000
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (it is written into the card)."""
+
+    batchnorm: bool = True
+    width: int = 20
+    steps: int = 6000
+    batch_size: int = 16
+    patch: int = 128
+    learning_rate: float = 2e-3
+    seed: int = 0
+    sigma: tuple = (1.3, 3.4)
+    stm_fraction: float = 0.25
+    checkpoint_every: int = 250
+    command: str = ""
+    notes: list = field(default_factory=list)
+
+
+def training_batch(rng, n, patch, *, sigma=(1.3, 3.4), stm_fraction=0.25):
+    """A batch: normalised images (n, p, p, 1) and one-hot masks (n, p, p, 2)."""
+    x = np.empty((n, patch, patch, 1), np.float32)
+    y = np.empty((n, patch, patch, 2), np.float32)
+    for i in range(n):
+        mode = "stm" if rng.random() < stm_fraction else "stem"
+        sim = random_scene(rng, (patch, patch), mode=mode, sigma=sigma)
+        x[i, ..., 0] = normalize(sim.image)
+        y[i, ..., 1] = sim.mask
+        y[i, ..., 0] = 1 - sim.mask
+    return x, y
+
+
+def train(config: TrainConfig, out: str | Path, *, progress: bool = True):
+    """Train a model and save ``<out>.keras`` and ``<out>.md`` (the model card).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    out : str or Path
+        Output path without suffix, e.g. ``atomstat/models/universal``.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    history : dict
+        Per-checkpoint training loss and pixel accuracy.
+    """
+    import keras
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model = build_fcn(width=config.width, batchnorm=config.batchnorm)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, config.steps, alpha=0.02
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="categorical_crossentropy",
+        metrics=["categorical_accuracy"],
+    )
+    history = {"step": [], "loss": [], "accuracy": [], "seconds": []}
+    losses, accs = [], []
+    start = time.time()
+    bar = tqdm(range(1, config.steps + 1), disable=not progress, desc=f"train {out.name}")
+    pool = ThreadPoolExecutor(1)
+    draw = partial(
+        training_batch,
+        rng,
+        config.batch_size,
+        config.patch,
+        sigma=config.sigma,
+        stm_fraction=config.stm_fraction,
+    )
+    pending = pool.submit(draw)
+    for step in bar:
+        x, y = pending.result()
+        pending = pool.submit(draw)  # simulate the next batch while this one trains
+        loss, acc = model.train_on_batch(x, y)
+        losses.append(loss)
+        accs.append(acc)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            history["step"].append(step)
+            history["loss"].append(float(np.mean(losses)))
+            history["accuracy"].append(float(np.mean(accs)))
+            history["seconds"].append(round(time.time() - start, 1))
+            losses, accs = [], []
+            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", acc=f"{history['accuracy'][-1]:.4f}")
+            _save(model, out, config.batchnorm)
+            out.with_suffix(".history.json").write_text(json.dumps(history))
+    pool.shutdown()
+    meta = {
+        "config": asdict(config),
+        "history": history,
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "train_seconds": round(time.time() - start, 1),
+    }
+    out.with_suffix(".train.json").write_text(json.dumps(meta, indent=1, default=str))
+    return history
+
+
+def _save(model, out, batchnorm):
+    """Save the deployable model (batch normalisation folded) and, when
+    training with it, the full training checkpoint beside it."""
+    if batchnorm:
+        model.save(out.with_suffix(".ckpt.keras"))
+        model = fold_batchnorm(model)
+    model.save(out.with_suffix(".keras"))

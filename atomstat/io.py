@@ -1,0 +1,563 @@
+"""Load microscope images and image stacks as validated HyperSpy signals.
+
+This is the only module in atomstat that imports HyperSpy. :func:`load` reads
+every format HyperSpy (RosettaSciIO) reads, plus ``.npy`` (NumPy), 8/16-bit
+PNG and JPEG (Pillow) and plain HDF5 files that hold one image dataset. It
+returns a float32 ``Signal2D`` that is either one image ``(H, W)`` or a stack
+``(T, H, W)`` whose navigation axis is the frame (time) axis, or refuses the
+file with a :class:`~atomstat.errors.LoadError` that says what the file is and
+why it was refused.
+
+Decisions on calibration (the pixel size of the two image axes):
+
+* A length unit in the file (pm, nm, um/µm, Å, m, mm, ...) is converted to nm.
+* Without a length unit in the file, a JSON sidecar (``image.json`` beside
+  ``image.npy``) or JSON metadata inside a plain HDF5 file may give a pixel
+  size or a field of view (e.g. ``field_of_view_x``/``_y`` with
+  ``field_of_view_units``, ``fov``, ``scan size``); a field of view is divided
+  by the image width/height. Values given without a unit are taken as nm.
+* Otherwise an axis with scale 1 gets units ``"px"``. An axis with another
+  scale but no unit keeps its scale and gets units ``"unknown"`` (with a
+  logged warning): atomstat does not guess the unit.
+* A unit that is not a length (e.g. ``1/nm``) is kept as it is, with a warning.
+
+Decisions on data: RGB(A) becomes grayscale luminance (ITU-R BT.601 weights),
+every dtype (integers, float16, float64) becomes float32, the precision the
+models run in. NaN/inf pixels are replaced by the median of the finite pixels
+of their frame (with a warning); a frame without any finite pixel is refused
+(with ``lazy=True`` it is filled with 0 when computed, with a warning).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import dask.array as da
+import h5py
+import hyperspy.api as hs
+import numpy as np
+from rsciio import IO_PLUGINS
+
+from atomstat.errors import LoadError
+
+__all__ = ["EXTENSIONS", "MIN_SIDE", "load"]
+
+log = logging.getLogger(__name__)
+
+MIN_SIDE = 16
+"""Smallest image side, in pixels, that atomstat analyses."""
+
+NM_PER_UNIT = {
+    unit: nm
+    for nm, units in [
+        (1e-3, "pm"),
+        (0.1, "å a ang angstrom angstroms"),  # "Å" (U+00C5 or U+212B) lower-cases to "å"
+        (1.0, "nm"),
+        (1e3, "um µm μm micron microns"),  # micro sign U+00B5 and Greek mu U+03BC
+        (1e6, "mm"),
+        (1e7, "cm"),
+        (1e9, "m"),
+    ]
+    for unit in units.split()
+}
+"""Length units understood in files and sidecars (lower case) and their size in nm."""
+
+_NO_UNIT = {"", "<undefined>", "undefined", "none", "px", "pixel", "pixels"}
+_PILLOW_EXTENSIONS = {".png", ".jpg", ".jpeg"}
+_HDF5_EXTENSIONS = {".h5", ".hdf5"}
+_IMAGE_DATASET_NAMES = ("image", "image_data", "images", "data", "frames", "stack")
+_NEEDS_IMAGE = "atomstat needs one 2-D image (H, W) or one stack of images (T, H, W)"
+_LUMA = (0.299, 0.587, 0.114)
+
+EXTENSIONS = frozenset(
+    {"." + ext.lower() for plugin in IO_PLUGINS for ext in plugin["file_extensions"]}
+    | {".npy"}
+    | _PILLOW_EXTENSIONS
+    | _HDF5_EXTENSIONS
+)
+"""File extensions :func:`load` accepts (lower case, with the dot)."""
+
+
+def load(path, *, lazy=False, channel=None):
+    """Load a microscope image or image stack as a calibrated float32 Signal2D.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An image file: any format HyperSpy reads (dm3, dm4, emd, ser/emi, mrc,
+        tif, hspy, zspy, ...), ``.npy``, 8/16-bit PNG or JPEG, or a plain HDF5
+        file holding one image dataset. A JSON sidecar with the same stem may
+        give the calibration of files that have none.
+    lazy : bool, optional
+        Return a lazy (dask-backed) signal that reads frames only when they are
+        computed, for stacks larger than memory.
+    channel : str, optional
+        For files that hold several signals (e.g. an EMD file with several
+        detectors): pick the signal whose title contains this text
+        (case-insensitive). By default the first image signal is picked.
+
+    Returns
+    -------
+    signal : hyperspy.signals.Signal2D
+        float32 data of shape (H, W) or (T, H, W). The two image axes are in nm
+        when the file is calibrated (else ``"px"``, see the module notes); a
+        stack's navigation axis keeps the file's time calibration and is named
+        ``"frame"`` when unnamed. ``metadata.General.original_filename`` holds
+        the source path.
+
+    Raises
+    ------
+    LoadError
+        If the file is missing, empty, corrupt, of an unknown type, or not an
+        image: a spectrum, a 4-D dataset, complex data, a stack without frames,
+        or an image with a side shorter than ``MIN_SIDE`` pixels.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp) / "image.npy"
+    ...     np.save(path, np.zeros((64, 48), dtype=np.uint16))
+    ...     signal = load(path)
+    >>> signal.data.shape, signal.data.dtype
+    ((64, 48), dtype('float32'))
+    >>> signal.axes_manager.signal_axes[0].units  # a .npy holds no calibration
+    'px'
+    """
+    path = _check_file(path)
+    signal, hints = _read(path, lazy=lazy, channel=channel)
+    signal = _validate(signal, path)
+    signal.data = _to_float32(signal.data)
+    _fill_nonfinite(signal, path)
+    hints = {"sidecar": _read_sidecar(path), "file": hints}  # the sidecar wins
+    _calibrate(signal, hints, path)
+    _describe_source(signal, path)
+    if lazy and not signal._lazy:
+        signal = signal.as_lazy()
+    return signal
+
+
+def _refuse(path: Path, problem: str) -> LoadError:
+    """Return the LoadError for ``path`` (the caller raises it)."""
+    return LoadError(f"Cannot load {path}: {problem}.")
+
+
+def _check_file(path) -> Path:
+    """Return ``path`` as a Path after checking it names a non-empty file of a known type."""
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise _refuse(path, "there is no such file")
+    if path.is_dir() and suffix != ".zspy":  # a .zspy file is a zarr directory
+        raise _refuse(path, "it is a directory, not an image file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise _refuse(path, "it is an empty file (0 bytes)")
+    if suffix not in EXTENSIONS:
+        raise _refuse(
+            path,
+            f"it has the unknown extension '{path.suffix}'; atomstat reads .npy, .png, .jpg, "
+            ".h5 and every format HyperSpy reads (.dm3, .dm4, .emd, .ser, .emi, .mrc, .tif, "
+            ".hspy, .zspy, ...; see atomstat.io.EXTENSIONS)",
+        )
+    return path
+
+
+def _read(path: Path, *, lazy: bool, channel: str | None):
+    """Read ``path`` with the right reader; return (signal, calibration hints)."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _array_signal(_read_numpy(path, lazy)), {}
+    if suffix in _PILLOW_EXTENSIONS:
+        return _array_signal(_read_pillow(path)), {}
+    if suffix in _HDF5_EXTENSIONS and not _is_hyperspy_hdf5(path):
+        data, hints = _read_plain_hdf5(path, lazy)
+        return _array_signal(data), hints
+    file_format = "HSPY" if suffix in _HDF5_EXTENSIONS else None
+    return _read_hyperspy(path, lazy, channel, file_format), {}
+
+
+def _unreadable(path: Path, exc: BaseException) -> LoadError:
+    """Wrap a reader's exception into a short LoadError."""
+    if isinstance(exc, ImportError) and exc.name:
+        package = exc.name.split(".")[0]
+        return _refuse(path, f"reading this format needs the package '{package}', not installed")
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    reason = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+    if len(reason) > 160:
+        reason = reason[:157] + "..."
+    return _refuse(path, f"it is not a readable image: {reason} (truncated or corrupt file?)")
+
+
+@contextlib.contextmanager
+def _quiet_hyperspy() -> Iterator[None]:
+    """Drop HyperSpy's 'please report this error' log line: atomstat raises its own error."""
+    logger = logging.getLogger("hyperspy.io")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return "report this error" not in record.getMessage()
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def _read_hyperspy(path: Path, lazy: bool, channel: str | None, file_format: str | None):
+    """Read a file with HyperSpy and pick one signal from it."""
+    try:
+        with _quiet_hyperspy():
+            result = hs.load(path, lazy=lazy, file_format=file_format)
+    except Exception as exc:  # every reader has its own exceptions
+        raise _unreadable(path, exc) from exc
+    signals = result if isinstance(result, list) else [result]
+    if not signals:
+        raise _refuse(path, "it holds no signal")
+    if len(signals) == 1:
+        return signals[0]
+    return _pick_signal(signals, channel, path)
+
+
+def _is_image_like(signal) -> bool:
+    """True if ``signal`` can be read as one image or a stack of images."""
+    sig_dim = signal.axes_manager.signal_dimension
+    return sig_dim != 1 and signal.data.ndim in (2, 3)
+
+
+def _pick_signal(signals: list, channel: str | None, path: Path):
+    """Pick the signal named by ``channel``, else the first image, from a multi-signal file."""
+    titles = [str(s.metadata.General.title) for s in signals]
+    listing = ", ".join(f"'{t}' ({_what(s)})" for t, s in zip(titles, signals, strict=True))
+    if channel is not None:
+        found = [s for t, s in zip(titles, signals, strict=True) if channel.lower() in t.lower()]
+        if not found:
+            raise _refuse(path, f"no signal title contains '{channel}'; it holds {listing}")
+        images = [s for s in found if _is_image_like(s)]
+        return (images or found)[0]
+    images = [(t, s) for t, s in zip(titles, signals, strict=True) if _is_image_like(s)]
+    if not images:
+        raise _refuse(path, f"it holds no image, only {listing}; {_NEEDS_IMAGE}")
+    log.info("%s holds %d signals: %s; using '%s'", path, len(signals), listing, images[0][0])
+    return images[0][1]
+
+
+def _read_numpy(path: Path, lazy: bool):
+    """Read a .npy file (memory-mapped and wrapped in dask if ``lazy``)."""
+    try:
+        data = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+    except Exception as exc:
+        raise _unreadable(path, exc) from exc
+    if lazy and data.ndim >= 2:
+        return da.from_array(data, chunks=("auto",) * (data.ndim - 2) + (-1, -1))
+    return da.from_array(data) if lazy else data
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    """Read a PNG or JPEG with Pillow as a (H, W) or (H, W, 3|4) array."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode == "LA":
+                image = image.getchannel("L")
+            elif image.mode not in {"L", "I", "F", "RGB", "RGBA"} and not image.mode.startswith(
+                "I;16"
+            ):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            return np.array(image)
+    except Exception as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def _is_hyperspy_hdf5(path: Path) -> bool:
+    """True if an HDF5 file was written by HyperSpy."""
+    try:
+        with h5py.File(path, "r") as file:
+            return "Experiments" in file or file.attrs.get("file_format") == "HyperSpy"
+    except Exception:
+        return False  # _read_plain_hdf5 reports why it cannot be read
+
+
+def _read_plain_hdf5(path: Path, lazy: bool):
+    """Read the image dataset and any JSON metadata of a plain HDF5 file."""
+    try:
+        file = h5py.File(path, "r")
+    except Exception as exc:
+        raise _unreadable(path, exc) from exc
+    numeric, hints = {}, {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "biufc" and obj.ndim:
+            numeric[name] = obj
+        elif isinstance(obj, h5py.Dataset) and obj.shape == ():
+            hints.update(_parse_json(obj[()]))
+
+    file.visititems(visit)
+    for value in file.attrs.values():
+        hints.update(_parse_json(value))
+    try:
+        dataset = _pick_dataset(numeric, path)
+    except LoadError:
+        file.close()
+        raise
+    if lazy:
+        return da.from_array(dataset, chunks=("auto",) * (dataset.ndim - 2) + (-1, -1)), hints
+    with file:
+        return dataset[()], hints
+
+
+def _pick_dataset(numeric: dict, path: Path):
+    """Pick the one image dataset of a plain HDF5 file."""
+    images = {name: ds for name, ds in numeric.items() if ds.ndim >= 2}
+    if len(images) != 1:
+        named = {
+            n: ds for n, ds in images.items() if n.split("/")[-1].lower() in _IMAGE_DATASET_NAMES
+        }
+        images = named if len(named) == 1 else images
+    if len(images) == 1:
+        return next(iter(images.values()))
+    listing = ", ".join(f"'{n}' {ds.shape}" for n, ds in numeric.items()) or "none"
+    count = "no" if not images else "several"
+    raise _refuse(
+        path,
+        f"it is an HDF5 file with {count} 2-D/3-D numeric datasets (numeric datasets: {listing}); "
+        f"atomstat needs exactly one, or one named {'/'.join(_IMAGE_DATASET_NAMES)}",
+    )
+
+
+def _parse_json(value) -> dict:
+    """Return ``value`` parsed as a JSON object, or {} if it is not one."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _read_sidecar(path: Path) -> dict:
+    """Return the JSON sidecar ``<stem>.json`` beside ``path`` as a dict ({} if none)."""
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        return {}
+    try:
+        return _parse_json(sidecar.read_text(encoding="utf-8"))
+    except OSError as exc:
+        log.warning("Ignored the sidecar %s: %s", sidecar, exc)
+        return {}
+
+
+def _array_signal(data):
+    """Wrap a NumPy or dask array (RGB(A) made gray) in a HyperSpy signal."""
+    if data.ndim in (3, 4) and data.shape[-1] in (3, 4) and data.dtype.kind in "biuf":
+        data = _luminance(data[..., 0], data[..., 1], data[..., 2])
+    signal = hs.signals.BaseSignal(data)
+    return signal.as_lazy() if isinstance(data, da.Array) else signal
+
+
+def _luminance(red, green, blue):
+    """Return the float32 luminance of three colour planes."""
+    planes = (red, green, blue)
+    gray = sum(
+        weight * plane.astype(np.float32) for weight, plane in zip(_LUMA, planes, strict=True)
+    )
+    return gray.astype(np.float32)
+
+
+def _what(signal) -> str:
+    """Describe what ``signal`` is, e.g. 'a 1-D spectrum of 1024 channels (EELS)'."""
+    data, am = signal.data, signal.axes_manager
+    shape = tuple(data.shape)
+    if np.issubdtype(data.dtype, np.complexfloating):
+        return f"complex data ({data.dtype}) of shape {shape}"
+    if am.signal_dimension == 1 or data.ndim <= 1:
+        kind = signal.metadata.get_item("Signal.signal_type") or ""
+        kind = f" ({kind})" if kind else ""
+        if data.ndim == 0:
+            return "a single number"
+        if data.ndim == 1:
+            return f"a 1-D spectrum of {shape[-1]} channels{kind}"
+        return (
+            f"{int(np.prod(shape[:-1]))} 1-D spectra of {shape[-1]} channels{kind}, shape {shape}"
+        )
+    if data.ndim > 3:
+        return f"a {data.ndim}-D dataset of shape {shape}"
+    if data.ndim == 3:
+        return f"a stack of {shape[0]} frames of {shape[2]}x{shape[1]} pixels"
+    return f"an image of {shape[1]}x{shape[0]} pixels"
+
+
+def _validate(signal, path: Path):
+    """Refuse what is not one image or one stack; return it as a Signal2D."""
+    data, sig_dim = signal.data, signal.axes_manager.signal_dimension
+    what = _what(signal)
+    if np.issubdtype(data.dtype, np.complexfloating):
+        raise _refuse(path, f"it is {what}; atomstat needs real intensities, e.g. the modulus")
+    if sig_dim == 1 or data.ndim <= 1 or data.ndim > 3:
+        raise _refuse(path, f"it is {what}; {_NEEDS_IMAGE}")
+    if data.ndim == 3 and data.shape[0] == 0:
+        raise _refuse(path, "it is a stack with zero frames; there is nothing to analyse")
+    if min(data.shape[-2:]) < MIN_SIDE:
+        raise _refuse(path, f"it is {what}; atomstat needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
+    if sig_dim != 2 or not isinstance(signal, hs.signals.Signal2D):
+        signal = signal.transpose(signal_axes=2)
+    return signal
+
+
+def _to_float32(data):
+    """Return ``data`` (NumPy or dask, HyperSpy RGB dtypes included) as float32 gray."""
+    if data.dtype.names:  # HyperSpy rgb8/rgb16/rgba8/rgba16
+        return _luminance(data["R"], data["G"], data["B"])
+    return data if data.dtype == np.float32 else data.astype(np.float32)
+
+
+def _fill_frames(frames: np.ndarray) -> tuple[np.ndarray, int, list[int]]:
+    """Replace non-finite pixels of (N, H, W) ``frames`` by their frame's finite median.
+
+    Returns the filled frames, the number of pixels replaced and the frames
+    without any finite pixel (filled with 0).
+    """
+    bad = ~np.isfinite(frames)
+    if not bad.any():
+        return frames, 0, []
+    frames, empty = frames.copy(), []
+    for index in np.flatnonzero(bad.any(axis=(1, 2))):
+        finite = frames[index][~bad[index]]
+        empty += [] if finite.size else [int(index)]
+        frames[index][bad[index]] = np.median(finite) if finite.size else 0.0
+    return frames, int(bad.sum()), empty
+
+
+def _fill_block(block: np.ndarray, path: str) -> np.ndarray:
+    """Dask block function: fill the non-finite pixels of whole frames, with a warning."""
+    frames, count, empty = _fill_frames(block.reshape((-1, *block.shape[-2:])))
+    if count:
+        log.warning(
+            "%s: replaced %d NaN/inf pixels by their frame's median; %d frames had no finite "
+            "pixel and were set to 0",
+            path,
+            count,
+            len(empty),
+        )
+    return frames.reshape(block.shape)
+
+
+def _fill_nonfinite(signal, path: Path) -> None:
+    """Replace NaN/inf pixels by the median of the finite pixels of their frame."""
+    data = signal.data
+    if isinstance(data, da.Array):
+        whole_frames = {data.ndim - 2: -1, data.ndim - 1: -1}
+        signal.data = data.rechunk(whole_frames).map_blocks(
+            _fill_block, path=str(path), dtype=np.float32
+        )
+        return
+    frames, count, empty = _fill_frames(data.reshape((-1, *data.shape[-2:])))
+    if empty:
+        where = "it is an image" if data.ndim == 2 else f"frame {empty[0]} is an image"
+        raise _refuse(path, f"{where} with no finite pixel (all NaN or inf); nothing to analyse")
+    if count:
+        log.warning(
+            "%s: replaced %d NaN/inf pixels by the median of the finite pixels of their frame",
+            path,
+            count,
+        )
+        signal.data = frames.reshape(data.shape)
+
+
+def _flatten(tree, out=None) -> dict:
+    """Flatten nested dicts into {normalised key: value}, the first occurrence winning."""
+    out = {} if out is None else out
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            _flatten(value, out)
+        else:
+            out.setdefault(re.sub(r"[\s\-]+", "_", str(key).strip().lower()), value)
+    return out
+
+
+def _lengths_nm(flat: dict, key: str) -> tuple[float, float] | None:
+    """Return the (x, y) lengths in nm stored under ``key`` in ``flat``, or None."""
+    unit = flat.get(f"{key}_units", flat.get(f"{key}_unit"))
+    if f"{key}_nm" in flat:
+        values, unit = flat[f"{key}_nm"], "nm"
+    elif f"{key}_x" in flat:
+        values = [flat[f"{key}_x"], flat.get(f"{key}_y", flat[f"{key}_x"])]
+    elif key in flat:
+        values = flat[key]
+    else:
+        return None
+    values = list(values) if isinstance(values, list | tuple) else [values]
+    try:
+        parsed = [re.fullmatch(r"\s*([-+.\deE]+)\s*(\S*)\s*", str(v)).groups() for v in values]
+        parsed = (parsed * 2)[:2]
+        numbers = [float(number) for number, _ in parsed]
+    except (AttributeError, ValueError):
+        return None
+    if not numbers:
+        return None
+    unit = str(unit or parsed[0][1] or "nm").strip()
+    factor = NM_PER_UNIT.get(unit.lower())
+    if factor is None or min(numbers) <= 0:
+        log.warning("Ignored the calibration %s=%s %s: not a length", key, values, unit)
+        return None
+    return numbers[0] * factor, numbers[1] * factor
+
+
+def _scales_from_hints(hints: dict, width: int, height: int) -> tuple[float, float] | None:
+    """Return the (x, y) pixel size in nm given by metadata ``hints``, or None."""
+    flat = _flatten(hints)
+    for key in ("pixel_size", "pixelsize", "pixel_spacing"):
+        lengths = _lengths_nm(flat, key)
+        if lengths:
+            return lengths
+    for key in ("field_of_view", "fov", "scan_size", "image_size"):
+        lengths = _lengths_nm(flat, key)
+        if lengths:
+            return lengths[0] / width, lengths[1] / height
+    return None
+
+
+def _calibrate(signal, hints: dict, path: Path) -> None:
+    """Put the image axes in nm when the file or ``hints`` allow, else 'px' or 'unknown'."""
+    axes = signal.axes_manager.signal_axes  # (x, y)
+    from_hints = _scales_from_hints(hints, axes[0].size, axes[1].size) if hints else None
+    for axis, hinted in zip(axes, from_hints or (None, None), strict=True):
+        unit = str(axis.units).strip().lower()
+        if unit in NM_PER_UNIT:
+            factor = NM_PER_UNIT[unit]
+            axis.scale, axis.offset, axis.units = axis.scale * factor, axis.offset * factor, "nm"
+        elif unit in _NO_UNIT and hinted is not None:
+            axis.scale, axis.offset, axis.units = hinted, 0.0, "nm"
+        elif unit in _NO_UNIT:
+            axis.units = "px" if axis.scale == 1 else "unknown"
+    units = {str(axis.units) for axis in axes} - {"nm", "px"}
+    if units == {"unknown"}:
+        scale = axes[0].scale
+        log.warning(
+            "%s: pixel size %g has no unit in the file; units set to 'unknown'", path, scale
+        )
+    elif units:
+        log.warning("%s: the image units %s are not lengths; kept as they are", path, units)
+
+
+def _describe_source(signal, path: Path) -> None:
+    """Name unnamed axes (frame, y, x) and record the source file in the metadata."""
+    am = signal.axes_manager
+    names = ("frame",) * am.navigation_dimension + ("x", "y")
+    for axis, name in zip((*am.navigation_axes, *am.signal_axes), names, strict=True):
+        if str(axis.name) in ("", "<undefined>", "None"):
+            axis.name = name
+    general = signal.metadata.General
+    title = str(general.get_item("title") or "").strip()
+    general.original_filename = str(path)
+    general.title = f"{path.name}: {title}" if title and title != path.stem else path.name
