@@ -33,10 +33,60 @@ def _train(args) -> int:
     return 0
 
 
+def _analyze(args) -> int:
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from .errors import AtomstatError
+    from .export import write_csv
+    from .io import load
+    from .pipeline import analyze
+    from .plot import save_overlay
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for name in tqdm(args.files, desc="files", unit="file", disable=len(args.files) < 2):
+        try:
+            signal = load(name)
+            atoms = analyze(signal, threshold=args.threshold, model=args.model)
+        except (AtomstatError, ValueError, OSError) as exc:
+            log.error("skipped %s: %s", name, exc)
+            failed.append(name)
+            continue
+        stem = Path(name).stem
+        write_csv(atoms, out / f"{stem}_atoms.csv")
+        image = signal.data if signal.data.ndim == 2 else signal.data[0]
+        first = atoms[atoms["frame"] == 0]
+        save_overlay(
+            out / f"{stem}_overlay.png",
+            image,
+            first,
+            title=f"{Path(name).name}: {len(first)} atoms",
+        )
+        log.info("%s: %d atoms -> %s", name, len(atoms), out)
+    if failed:
+        log.error("%d of %d files failed: %s", len(failed), len(args.files), ", ".join(failed))
+    return 1 if failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="atomstat", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("analyze", help="find the atoms in image files")
+    a.add_argument("files", nargs="+", metavar="FILE", help="microscope image(s) or stack(s)")
+    a.add_argument("--out", required=True, help="folder for <name>_atoms.csv and _overlay.png")
+    a.add_argument(
+        "--threshold",
+        type=_probability,
+        default=0.5,
+        help="probability level of the blob contours (default 0.5)",
+    )
+    a.add_argument("--model", default=None, help="a .keras file (default: the shipped model)")
+    a.set_defaults(func=_analyze)
 
     t = sub.add_parser("train", help="train the FCN on simulated images")
     t.add_argument("--out", required=True, help="output path without suffix, e.g. models/universal")
@@ -53,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(func=_train)
     return p
+
+
+def _probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
 
 
 def main(argv=None) -> int:
