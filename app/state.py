@@ -8,25 +8,19 @@ one call to :func:`atomstat.analyze`.
 from __future__ import annotations
 
 import time
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import traitlets
 
 import atomstat
+from atomstat.examples import examples
 
 __all__ = ["AppState", "bundled_examples", "format_status"]
 
-#: File suffixes listed as examples from ``atomstat/data``.
-EXAMPLE_SUFFIXES = (".npy", ".dm3", ".dm4", ".tif", ".tiff", ".hspy", ".emd", ".png")
-
-
 def bundled_examples() -> dict[str, Path]:
-    """Return the example images shipped in ``atomstat/data``, keyed by display name."""
-    folder = Path(str(files("atomstat").joinpath("data")))
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
-    return {p.stem.replace("_", " "): p for p in paths}
+    """Return the example images shipped with atomstat, keyed by display name."""
+    return {name.replace("_", " "): path for name, path in examples().items()}
 
 
 def format_status(n_atoms: int, seconds: float, pixel_size: float, units: str) -> str:

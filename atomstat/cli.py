@@ -27,6 +27,7 @@ def _train(args) -> int:
         learning_rate=args.learning_rate,
         seed=args.seed,
         batchnorm=not args.no_batchnorm,
+        init=args.init,
         command="atomstat " + shlex.join(sys.argv[1:]),
     )
     train(config, args.out)

@@ -44,6 +44,7 @@ class TrainConfig:
     sigma: tuple = (1.3, 3.4)
     stm_fraction: float = 0.25
     checkpoint_every: int = 250
+    init: str | None = None
     command: str = ""
     notes: list = field(default_factory=list)
 
@@ -85,6 +86,8 @@ def train(config: TrainConfig, out: str | Path, *, progress: bool = True):
     keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = build_fcn(width=config.width, batchnorm=config.batchnorm)
+    if config.init:  # continue from a training checkpoint (same architecture)
+        model.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, config.steps, alpha=0.02
     )
