@@ -72,6 +72,18 @@ def _analyze(args) -> int:
     return 1 if failed else 0
 
 
+def _evaluate(args) -> int:
+    from pathlib import Path
+
+    from .fcn.card import evaluate, write_card
+
+    out = Path(args.model).with_suffix("")
+    heldout = evaluate(str(out.with_suffix(".keras")), n_images=args.images, progress=True)
+    card = write_card(out, heldout, evaluate_command="atomstat " + shlex.join(sys.argv[1:]))
+    log.info("held-out F1 %.4f, RMSE %.3f px; card: %s", heldout["f1"], heldout["rmse_px"], card)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="atomstat", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -103,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
         help="train the plain paper network (slower to converge)",
     )
     t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="score a trained model on held-out scenes, write its card")
+    e.add_argument("model", help="the .keras file written by atomstat train")
+    e.add_argument("--images", type=int, default=120, help="held-out scenes (default 120)")
+    e.set_defaults(func=_evaluate)
     return p
 
 

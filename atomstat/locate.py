@@ -160,7 +160,7 @@ def _polygon_moments(prob, labels, n, level):
     out = {k: np.zeros(n) for k in keys}
     if not contours:
         return out
-    owner = np.array([_owner(c[0], padded, labels, level) for c in contours])
+    owner = _owners(np.array([c[0] for c in contours]), padded, labels, level)
     lengths = np.array([len(c) for c in contours])
     pts = np.concatenate(contours) - 1.0  # back to unpadded pixel coordinates
     y, x = pts[:, 0], pts[:, 1]
@@ -189,14 +189,20 @@ def _polygon_moments(prob, labels, n, level):
     return out
 
 
-def _owner(vertex, padded, labels, level):
-    """Label of the above-level pixel next to a marching-squares vertex."""
-    r, c = vertex
-    if r != int(r):
-        cand = [(int(np.floor(r)), int(c)), (int(np.ceil(r)), int(c))]
-    else:
-        cand = [(int(r), int(np.floor(c))), (int(r), int(np.ceil(c)))]
-    for rr, cc in cand:
-        if padded[rr, cc] >= level and 1 <= rr <= labels.shape[0] and 1 <= cc <= labels.shape[1]:
-            return labels[rr - 1, cc - 1]
-    return 0
+def _owners(vertices, padded, labels, level):
+    """Label of the above-level pixel next to each contour's first vertex.
+
+    Marching-squares vertices lie on a grid edge: one coordinate is whole and
+    the other falls between two pixels, one above the level and one below.
+    """
+    r, c = vertices[:, 0], vertices[:, 1]
+    on_row = r == np.floor(r)  # the vertex lies between two pixels of one row
+    r0 = np.where(on_row, r, np.floor(r)).astype(int)
+    c0 = np.where(on_row, np.floor(c), c).astype(int)
+    r1, c1 = np.where(on_row, r0, r0 + 1), np.where(on_row, c0 + 1, c0)
+    first_inside = padded[r0, c0] >= level
+    rr, cc = np.where(first_inside, r0, r1) - 1, np.where(first_inside, c0, c1) - 1
+    ok = (rr >= 0) & (rr < labels.shape[0]) & (cc >= 0) & (cc < labels.shape[1])
+    out = np.zeros(len(vertices), int)
+    out[ok] = labels[rr[ok], cc[ok]]
+    return out

@@ -9,7 +9,7 @@ from scipy import ndimage, optimize
 
 __all__ = ["estimate_sigma"]
 
-_MAX_SIDE = 1024
+_MAX_SIDE = 512  # enough periods for spacings up to about 60 px
 
 
 def estimate_sigma(image: np.ndarray) -> float:

@@ -383,41 +383,62 @@ MINMASS_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def tune_trackpy(
-    scene: Scene, *, sigma: float, nn: float, diameters=None, fixed_diameter: int | None = None
+    scene: Scene, *, sigma: float, nn: float, diameters=None
 ) -> tuple[TrackpyParams, pd.DataFrame]:
-    """Best trackpy settings on a tuning scene, by F1 then RMSE.
+    """Best trackpy settings on a tuning scene (see :func:`pick_best`).
 
-    The grid is every odd diameter from 3 to about 8 widths (or only
-    ``fixed_diameter``), separation = trackpy's default (diameter + 1) or
-    0.8 x the nearest-neighbour distance ``nn``, and minmass = a fraction
-    (:data:`MINMASS_FRACTIONS`) of the median mass of the features found
-    with minmass 0 (trackpy filters on mass after refining, so filtering the
-    minmass-0 result is the same as passing ``minmass``).
+    The grid is every odd diameter from 3 to about 8 widths, separation =
+    trackpy's default (diameter + 1) or 0.8 x the nearest-neighbour
+    distance ``nn``, and minmass = a fraction (:data:`MINMASS_FRACTIONS`) of
+    the median mass of the features found with minmass 0 (trackpy filters on
+    mass after refining, so filtering the minmass-0 result is the same as
+    passing ``minmass``). Scores are taken on the interior (true atoms more
+    than the largest radius tried from the border), so a small diameter is
+    not rewarded for trackpy's smaller edge margin.
     """
-    if fixed_diameter is not None:
-        diameters = [fixed_diameter]
-    elif diameters is None:
+    if diameters is None:
         diameters = range(3, 2 * int(np.ceil(4 * sigma)) + 2, 2)
+    diameters = [int(d) for d in diameters]
+    margin = max(diameters) // 2 + 1
     seps = [None, max(1.0, round(0.8 * nn))]
     rows = []
     for d in diameters:
         for sep in seps:
             if sep is not None and sep >= d + 1:
                 continue  # same or looser than the default
-            base = TrackpyParams(int(d), 0.0, sep)
-            feats = trackpy_locate(scene.image, base)
+            feats = trackpy_locate(scene.image, TrackpyParams(d, 0.0, sep))
             med = float(feats["mass"].median()) if len(feats) else 0.0
             for frac in MINMASS_FRACTIONS:
                 keep = feats[feats["mass"] > frac * med]
-                res = evaluate(keep[["x", "y"]].to_numpy(), scene)
-                s = scores(res["tp"], res["fp"], res["fn"], res["sq"])
-                rows.append({"diameter": int(d), "separation": sep, "minmass": frac * med, **s})
+                res = evaluate(keep[["x", "y"]].to_numpy(), scene, interior=margin)
+                s = scores(res["tp_int"], res["fp_int"], res["fn_int"], res["sq_int"])
+                rows.append({"diameter": d, "separation": sep, "minmass": frac * med, **s})
     grid = pd.DataFrame(rows)
-    grid["_rmse"] = grid["RMSE"].fillna(np.inf)
-    best = grid.sort_values(["F1", "_rmse", "minmass"], ascending=[False, True, True]).iloc[0]
+    best = pick_best(grid, ["minmass"])
     sep = None if pd.isna(best["separation"]) else float(best["separation"])
     params = TrackpyParams(int(best["diameter"]), float(best["minmass"]), sep)
-    return params, grid.drop(columns="_rmse")
+    return params, grid
+
+
+def retune_minmass(scene: Scene, diameter: int, separation, margin: int) -> TrackpyParams:
+    """Best minmass for a fixed diameter and separation (for the mis-tuned runs)."""
+    feats = trackpy_locate(scene.image, TrackpyParams(diameter, 0.0, separation))
+    med = float(feats["mass"].median()) if len(feats) else 0.0
+    rows = []
+    for frac in MINMASS_FRACTIONS:
+        keep = feats[feats["mass"] > frac * med]
+        res = evaluate(keep[["x", "y"]].to_numpy(), scene, interior=margin)
+        s = scores(res["tp_int"], res["fp_int"], res["fn_int"], res["sq_int"])
+        rows.append({"minmass": frac * med, **s})
+    best = pick_best(pd.DataFrame(rows), ["minmass"])
+    return TrackpyParams(diameter, float(best["minmass"]), separation)
+
+
+def pick_best(grid: pd.DataFrame, then=()) -> pd.Series:
+    """The row with the best F1 (to 3 decimals), then the lowest RMSE, then ``then`` ascending."""
+    g = grid.assign(_f1=grid["F1"].round(3).fillna(-1), _rmse=grid["RMSE"].fillna(np.inf))
+    cols = ["_f1", "_rmse", *then]
+    return g.sort_values(cols, ascending=[False, True, *[True] * len(then)]).iloc[0]
 
 
 # ----------------------------------------------------------------------------- atomap
@@ -450,12 +471,18 @@ SEPARATION_FRACTIONS = (0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def tune_atomap(scene: Scene, *, nn: float) -> tuple[int, pd.DataFrame]:
-    """Best ``separation`` (integer px) on a tuning scene, by F1 then RMSE of the COM result."""
+    """Best ``separation`` (integer px) on a tuning scene (see :func:`pick_best`).
+
+    Scored on the centre-of-mass result, on the interior (true atoms more
+    than the largest separation tried from the border), since atomap drops
+    every peak within ``separation`` of the border.
+    """
+    seps = sorted({max(1, round(f * nn)) for f in SEPARATION_FRACTIONS})
+    margin = max(seps) + 1
     rows = []
-    for sep in sorted({max(1, round(f * nn)) for f in SEPARATION_FRACTIONS}):
-        res = evaluate(atomap_xy(scene.image, sep), scene)
-        rows.append({"separation": sep, **scores(res["tp"], res["fp"], res["fn"], res["sq"])})
+    for sep in seps:
+        res = evaluate(atomap_xy(scene.image, sep), scene, interior=margin)
+        s = scores(res["tp_int"], res["fp_int"], res["fn_int"], res["sq_int"])
+        rows.append({"separation": sep, **s})
     grid = pd.DataFrame(rows)
-    grid["_rmse"] = grid["RMSE"].fillna(np.inf)
-    best = grid.sort_values(["F1", "_rmse"], ascending=[False, True]).iloc[0]
-    return int(best["separation"]), grid.drop(columns="_rmse")
+    return int(pick_best(grid)["separation"]), grid

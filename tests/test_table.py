@@ -51,7 +51,9 @@ def test_make_atoms_keeps_extra_columns_after_the_schema():
 
 
 def test_make_atoms_index_and_attrs():
-    atoms = make_atoms({"x": [0.0, 1.0, 2.0]}, attrs={"pixel_size": 0.05, "units": "nm"}, start_id=7)
+    atoms = make_atoms(
+        {"x": [0.0, 1.0, 2.0]}, attrs={"pixel_size": 0.05, "units": "nm"}, start_id=7
+    )
     assert atoms.index.name == INDEX_NAME
     assert atoms.index.tolist() == [7, 8, 9]
     assert atoms.attrs["pixel_size"] == 0.05

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,6 @@ def model_path(name: str = "universal") -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
 

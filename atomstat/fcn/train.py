@@ -134,6 +134,10 @@ def train(config: TrainConfig, out: str | Path, *, progress: bool = True):
         "train_seconds": round(time.time() - start, 1),
     }
     out.with_suffix(".train.json").write_text(json.dumps(meta, indent=1, default=str))
+    from .card import evaluate, write_card
+
+    heldout = evaluate(str(out.with_suffix(".keras")), progress=progress)
+    write_card(out, heldout, evaluate_command="(run by atomstat train at the end of training)")
     return history
 
 

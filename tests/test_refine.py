@@ -1,0 +1,157 @@
+"""Tests for atomstat.refine.refine_centres: sub-pixel centres of known spots."""
+
+import numpy as np
+import pytest
+
+from atomstat.gaussians import render
+from atomstat.refine import refine_centres
+from atomstat.simulate import Defects, Stem, simulate_lattice
+
+
+def _spots(xy, shape, sigma, amplitude=100.0, background=10.0):
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    return background + render(xy, shape, amplitude, sigma, sigma, np.zeros(len(xy)))
+
+
+def _offsets(n, size, rng):
+    angle = np.random.default_rng(rng).uniform(0, 2 * np.pi, n)
+    return size * np.column_stack([np.cos(angle), np.sin(angle)])
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "sigma"),
+    [(15.3, 16.6, 2.0), (20.71, 11.08, 1.4), (16.0, 16.0, 3.0), (12.49, 18.51, 2.5)],
+)
+def test_single_spot_noise_free(x, y, sigma):
+    image = _spots([x, y], (32, 32), sigma)
+    start = np.array([[round(x) + 0.4, round(y) - 0.3]])
+    out = refine_centres(image, start, sigma)
+    assert out.shape == (1, 2)
+    assert np.hypot(*(out[0] - [x, y])) < 0.01
+
+
+@pytest.mark.parametrize(("x", "y"), [(1.3, 16.2), (16.7, 1.3), (30.6, 20.4), (12.2, 30.45)])
+def test_spot_near_the_border(x, y):
+    sigma = 2.0
+    image = _spots([x, y], (32, 32), sigma)
+    start = np.array([[x, y]]) + [[0.35, -0.3]]
+    out = refine_centres(image, start, sigma)
+    assert np.hypot(*(out[0] - [x, y])) < 0.01
+
+
+def test_many_isolated_spots_at_once():
+    rng = np.random.default_rng(3)
+    grid = np.stack(np.meshgrid(np.arange(12, 128, 16), np.arange(12, 128, 16)), -1).reshape(-1, 2)
+    truth = grid + rng.uniform(-0.5, 0.5, grid.shape)
+    image = _spots(truth, (128, 128), 1.8, amplitude=rng.uniform(50, 150, len(truth)))
+    start = truth + _offsets(len(truth), 0.45, rng=4)
+    out = refine_centres(image, start, 1.8)
+    assert np.hypot(*(out - truth).T).max() < 0.01
+
+
+def test_lattice_at_dose_100():
+    sim = simulate_lattice(
+        "square",
+        shape=(128, 128),
+        spacing=12.0,
+        sigma=2.0,
+        rotation=7.0,
+        defects=Defects(vacancies=0.0, dopants=0.0),
+        imaging=Stem(dose=100.0),
+        rng=5,
+    )
+    truth = sim.atoms[["x", "y"]].to_numpy()
+    start = truth + _offsets(len(truth), 0.4, rng=6)
+    out = refine_centres(sim.image, start, 2.0)
+    rmse = np.sqrt(np.mean(np.sum((out - truth) ** 2, axis=1)))
+    rmse_start = np.sqrt(np.mean(np.sum((start - truth) ** 2, axis=1)))
+    assert rmse < 0.15
+    assert rmse < 0.4 * rmse_start
+
+
+def test_lattice_hexagonal_high_dose_is_more_precise_than_low_dose():
+    kwargs = dict(
+        shape=(128, 128),
+        spacing=12.0,
+        sigma=2.0,
+        rotation=3.0,
+        defects=Defects(vacancies=0.0, dopants=0.0),
+    )
+    errors = []
+    for dose in (20.0, 2000.0):
+        sim = simulate_lattice("hexagonal", imaging=Stem(dose=dose), rng=7, **kwargs)
+        truth = sim.atoms[["x", "y"]].to_numpy()
+        out = refine_centres(sim.image, truth + _offsets(len(truth), 0.4, rng=8), 2.0)
+        errors.append(np.sqrt(np.mean(np.sum((out - truth) ** 2, axis=1))))
+    assert errors[1] < 0.5 * errors[0]
+    assert errors[1] < 0.06
+
+
+def _pairs(sigma, separation, shape=(128, 128)):
+    """Horizontal pairs of spots, one pair per 32x32 cell, at sub-pixel positions."""
+    cells = []
+    for i in range(shape[0] // 32):
+        for j in range(shape[1] // 32):
+            cx, cy = 16 + 32 * j + 0.3 * i, 16 + 32 * i + 0.2 * j
+            cells.append([[cx - separation / 2, cy], [cx + separation / 2, cy]])
+    return np.array(cells).reshape(-1, 2)
+
+
+def _separation_error(sigma, separation, rounds):
+    truth = _pairs(sigma, separation)
+    image = _spots(truth, (128, 128), sigma)
+    start = truth + _offsets(len(truth), 0.3, rng=9)
+    out = refine_centres(image, start, sigma, rounds=rounds).reshape(-1, 2, 2)
+    measured = np.hypot(*(out[:, 1] - out[:, 0]).T)
+    return np.abs(measured - separation).mean()
+
+
+def test_close_pairs_are_not_pulled_together_with_more_rounds():
+    sigma = 2.0
+    alone = _separation_error(sigma, 2.8 * sigma, rounds=1)
+    together = _separation_error(sigma, 2.8 * sigma, rounds=3)
+    assert alone > 0.5  # one round: each spot leans on its partner
+    assert together < 0.5 * alone
+
+
+@pytest.mark.parametrize("factor", [2.8, 3.2, 4.0])
+def test_close_pairs_separation_with_default_rounds(factor):
+    """Noise-free pairs: the default refinement measures their separation to 0.1 px."""
+    sigma = 2.0
+    truth = _pairs(sigma, factor * sigma)
+    image = _spots(truth, (128, 128), sigma)
+    out = refine_centres(image, truth + _offsets(len(truth), 0.3, rng=10), sigma)
+    measured = np.hypot(*(out.reshape(-1, 2, 2)[:, 1] - out.reshape(-1, 2, 2)[:, 0]).T)
+    assert np.abs(measured - factor * sigma).max() < 0.1
+
+
+def test_runaway_estimate_keeps_its_start():
+    """A start on a flat patch has nothing to converge to and stays where it was."""
+    image = _spots([[10.0, 10.0]], (40, 40), 2.0)
+    start = np.array([[30.0, 30.0], [10.3, 9.8]])
+    out = refine_centres(image, start, 2.0)
+    assert np.isfinite(out).all()
+    assert np.hypot(*(out[0] - start[0])) <= max(1.0, 0.75 * 2.0)
+    assert np.hypot(*(out[1] - [10.0, 10.0])) < 0.01
+
+
+def test_input_is_not_modified():
+    image = _spots([[15.3, 16.6]], (32, 32), 2.0)
+    start = np.array([[15.0, 17.0]])
+    before = start.copy()
+    refine_centres(image, start, 2.0)
+    np.testing.assert_array_equal(start, before)
+
+
+def test_empty_input_gives_empty_output():
+    out = refine_centres(np.zeros((32, 32)), np.empty((0, 2)), 2.0)
+    assert out.shape == (0, 2)
+    assert refine_centres(np.zeros((32, 32)), [], 2.0).shape == (0, 2)
+
+
+@pytest.mark.parametrize("sigma", [0.0, -1.5, np.nan, np.inf])
+def test_bad_sigma_raises(sigma):
+    image = _spots([[15.3, 16.6]], (32, 32), 2.0)
+    with pytest.raises(ValueError, match="sigma") as info:
+        refine_centres(image, np.array([[15.0, 17.0]]), sigma)
+    assert str(sigma) in str(info.value)

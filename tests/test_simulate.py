@@ -1,0 +1,414 @@
+"""Tests for atomstat.simulate: the truth it returns is the truth it draws."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from atomstat.simulate import (
+    LATTICES,
+    Defects,
+    Regions,
+    Stem,
+    Stm,
+    lattice_points,
+    random_scene,
+    simulate_lattice,
+)
+from atomstat.table import ATOM_COLUMNS
+
+PERFECT = Defects(vacancies=0.0, dopants=0.0, jitter=0.0)
+
+
+def _xy(sim):
+    return sim.atoms[["x", "y"]].to_numpy()
+
+
+def _nn(xy):
+    d, _ = cKDTree(xy).query(xy, k=2)
+    return d[:, 1]
+
+
+def test_same_rng_same_output_and_different_rng_different():
+    kwargs = dict(shape=(64, 80), spacing=9.0, sigma=1.5, defects=Defects(dopants=0.1))
+    a = simulate_lattice("hexagonal", rng=3, **kwargs)
+    b = simulate_lattice("hexagonal", rng=3, **kwargs)
+    c = simulate_lattice("hexagonal", rng=4, **kwargs)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    np.testing.assert_array_equal(a.clean, b.clean)
+    assert a.atoms.equals(b.atoms)
+    assert not np.array_equal(a.image, c.image)
+    assert not np.array_equal(_xy(a)[:5], _xy(c)[:5])
+
+
+def test_generator_rng_is_accepted_and_advanced():
+    rng = np.random.default_rng(11)
+    a = simulate_lattice("square", shape=(48, 48), spacing=8.0, rng=rng)
+    b = simulate_lattice("square", shape=(48, 48), spacing=8.0, rng=rng)
+    assert not np.array_equal(a.image, b.image)
+
+
+def test_outputs_shapes_dtypes_and_schema():
+    sim = simulate_lattice("square", shape=(40, 56), spacing=8.0, sigma=1.5, rng=0)
+    assert sim.image.shape == sim.mask.shape == sim.clean.shape == (40, 56)
+    assert sim.image.dtype == np.float32 and sim.clean.dtype == np.float32
+    assert sim.mask.dtype == np.uint8 and set(np.unique(sim.mask)) <= {0, 1}
+    assert list(sim.atoms.columns[: len(ATOM_COLUMNS)]) == list(ATOM_COLUMNS)
+    for name in ("species", "amplitude", "sigma", "sigma_x", "sigma_y", "theta"):
+        assert name in sim.atoms.columns
+    assert (sim.atoms["frame"] == 0).all()
+
+
+@pytest.mark.parametrize("kind", ["square", "hexagonal", "honeycomb"])
+def test_nearest_neighbour_distance_is_the_spacing(kind):
+    sim = simulate_lattice(
+        kind,
+        shape=(128, 128),
+        spacing=11.0,
+        sigma=1.5,
+        rotation=17.0,
+        defects=Defects(vacancies=0.0, dopants=0.0, jitter=0.1),
+        rng=1,
+    )
+    nn = _nn(_xy(sim))
+    assert len(nn) > 60
+    assert np.median(nn) == pytest.approx(11.0, abs=0.35)
+
+
+@pytest.mark.parametrize("kind", ["square", "hexagonal", "honeycomb"])
+def test_number_of_neighbours_identifies_the_lattice(kind):
+    """Square has 4 nearest neighbours, hexagonal 6 and honeycomb 3."""
+    sim = simulate_lattice(
+        kind, shape=(128, 128), spacing=10.0, sigma=1.2, rotation=0.0, defects=PERFECT, rng=2
+    )
+    xy = _xy(sim)
+    interior = ((xy > 25) & (xy < 103)).all(axis=1)
+    counts = cKDTree(xy).query_ball_point(xy[interior], 10.0 * 1.1, return_length=True) - 1
+    expected = {"square": 4, "hexagonal": 6, "honeycomb": 3}[kind]
+    assert (counts == expected).all()
+
+
+def test_dumbbell_column_separation_is_the_spacing():
+    sim = simulate_lattice(
+        "dumbbell", shape=(128, 128), spacing=5.0, sigma=1.2, rotation=30.0, defects=PERFECT, rng=4
+    )
+    xy = _xy(sim)
+    d, i = cKDTree(xy).query(xy, k=2)
+    interior = ((xy > 6) & (xy < 122)).all(axis=1)  # the partner is inside the image too
+    assert interior.sum() > 100
+    np.testing.assert_allclose(d[interior, 1], 5.0, atol=1e-6)
+    # partners are mutual: the columns come in pairs, and pairs are far apart
+    assert (i[i[interior, 1], 1] == np.flatnonzero(interior)).all()
+    d3, _ = cKDTree(xy).query(xy[interior], k=3)
+    assert (d3[:, 2] > 1.5 * 5.0).all()
+
+
+@pytest.mark.parametrize("rotation", [0.0, 10.0, 33.0, -20.0])
+def test_rotation_is_counter_clockwise_as_displayed(rotation):
+    sim = simulate_lattice(
+        "square", shape=(96, 96), spacing=14.0, sigma=1.5, rotation=rotation, defects=PERFECT, rng=5
+    )
+    xy = _xy(sim)
+    interior = ((xy > 20) & (xy < 76)).all(axis=1)
+    assert interior.sum() >= 9
+    _, idx = cKDTree(xy).query(xy[interior], k=5)
+    v = xy[idx[:, 1:]] - xy[interior, None, :]
+    np.testing.assert_allclose(np.hypot(*v.T), 14.0)
+    angle = np.degrees(np.arctan2(-v[..., 1], v[..., 0]))  # y up, as displayed
+    # a square lattice is symmetric under 90 deg: compare angles modulo 90
+    err = (angle - rotation + 45) % 90 - 45
+    assert np.abs(err).max() < 0.01
+
+
+def test_lattice_points_rotation_convention():
+    pts = lattice_points("square", (64, 64), 16.0, rotation=10.0, rng=0)
+    d = pts[1:] - pts[:1]
+    dist = np.hypot(*d.T)
+    v = d[np.argmin(np.abs(dist - 16.0) + 1e3 * (d[:, 0] <= 0))]
+    assert np.degrees(np.arctan2(-v[1], v[0])) == pytest.approx(10.0, abs=1e-6) or np.degrees(
+        np.arctan2(-v[1], v[0])
+    ) == pytest.approx(-80.0, abs=1e-6)
+
+
+def test_lattice_points_cover_the_image_with_margin():
+    pts = lattice_points("hexagonal", (64, 96), 8.0, rotation=12.0, rng=1)
+    assert pts[:, 0].min() < 0 and pts[:, 0].max() > 96
+    assert pts[:, 1].min() < 0 and pts[:, 1].max() > 64
+    assert (pts > -16).all() and (pts[:, 0] < 96 + 16).all() and (pts[:, 1] < 64 + 16).all()
+    # every image pixel is within one spacing of a site
+    yy, xx = np.mgrid[0:64:4, 0:96:4]
+    d, _ = cKDTree(pts).query(np.column_stack([xx.ravel(), yy.ravel()]))
+    assert d.max() < 8.0
+
+
+def test_vacancy_fraction():
+    kwargs = dict(shape=(256, 256), spacing=7.0, sigma=1.2, rotation=8.0)
+    full = simulate_lattice("square", defects=Defects(vacancies=0.0, dopants=0.0), rng=7, **kwargs)
+    holed = simulate_lattice("square", defects=Defects(vacancies=0.1, dopants=0.0), rng=7, **kwargs)
+    assert len(full.atoms) > 1200
+    fraction = 1 - len(holed.atoms) / len(full.atoms)
+    assert fraction == pytest.approx(0.1, abs=0.025)
+    # the atoms that remain sit on the sites of the full lattice
+    d, _ = cKDTree(_xy(full)).query(_xy(holed))
+    assert d.max() < 1e-9
+
+
+def test_dopant_fraction_and_amplitude_ratio():
+    sim = simulate_lattice(
+        "hexagonal",
+        shape=(256, 256),
+        spacing=7.0,
+        sigma=1.2,
+        defects=Defects(vacancies=0.0, dopants=0.15, dopant_ratio=1.8, jitter=0.0),
+        rng=8,
+    )
+    species = sim.atoms["species"].astype(str)
+    dopant = (species == "dopant").to_numpy()
+    assert len(dopant) > 1200
+    assert dopant.mean() == pytest.approx(0.15, abs=0.03)
+    assert set(species) == {"host", "dopant"}
+    amp = sim.atoms["amplitude"].to_numpy()
+    np.testing.assert_allclose(amp[~dopant], 1.0)
+    np.testing.assert_allclose(amp[dopant], 1.8)
+
+
+def test_dopants_are_brighter_in_the_image_by_the_ratio():
+    sim = simulate_lattice(
+        "square",
+        shape=(192, 192),
+        spacing=14.0,
+        sigma=2.0,
+        defects=Defects(vacancies=0.0, dopants=0.2, dopant_ratio=0.5, jitter=0.0),
+        imaging=Stem(dose=200.0, background=0.0),
+        rng=9,
+    )
+    xy = np.round(_xy(sim)).astype(int)
+    dopant = (sim.atoms["species"] == "dopant").to_numpy()
+    peak = ndimage.uniform_filter(sim.image.astype(float), 3)[xy[:, 1], xy[:, 0]]
+    ratio = peak[dopant].mean() / peak[~dopant].mean()
+    assert ratio == pytest.approx(0.5, abs=0.05)
+
+
+def test_stem_dose_and_poisson_noise():
+    background = 0.2
+    dose = 150.0
+    sim = simulate_lattice(
+        "square",
+        shape=(192, 192),
+        spacing=16.0,
+        sigma=3.0,
+        defects=PERFECT,
+        imaging=Stem(dose=dose, background=background),
+        rng=10,
+    )
+    xy = np.round(_xy(sim)).astype(int)
+    counts = sim.image[xy[:, 1], xy[:, 0]].astype(float)
+    assert counts.mean() == pytest.approx(dose * (1 + background), rel=0.03)
+    # counts are integers and follow the noise-free image: mean dose * (clean + background)
+    assert np.array_equal(sim.image, np.round(sim.image))
+    expected = dose * (sim.clean.astype(float) + background)
+    resid = sim.image - expected
+    assert abs(resid.mean()) < 0.05 * np.sqrt(expected.mean())
+    # Poisson: variance equals the mean
+    z = resid / np.sqrt(expected)
+    assert z.var() == pytest.approx(1.0, abs=0.05)
+
+
+def test_stem_dose_scales_the_counts():
+    kwargs = dict(shape=(64, 64), spacing=10.0, sigma=2.0, defects=PERFECT, rotation=0.0)
+    low = simulate_lattice("square", imaging=Stem(dose=10.0), rng=1, **kwargs)
+    high = simulate_lattice("square", imaging=Stem(dose=1000.0), rng=1, **kwargs)
+    np.testing.assert_array_equal(low.clean, high.clean)
+    assert high.image.mean() / low.image.mean() == pytest.approx(100.0, rel=0.05)
+
+
+def test_mask_one_blob_per_atom_in_a_sparse_lattice():
+    sim = simulate_lattice(
+        "hexagonal",
+        shape=(128, 128),
+        spacing=12.0,
+        sigma=1.8,
+        defects=Defects(vacancies=0.05, dopants=0.1, jitter=0.3),
+        rng=12,
+    )
+    labels, n = ndimage.label(sim.mask)
+    xy = np.round(_xy(sim)).astype(int)
+    at_centre = labels[xy[:, 1], xy[:, 0]]
+    assert (at_centre > 0).all(), "every atom lies on a blob"
+    assert len(np.unique(at_centre)) == len(at_centre), "no two atoms share a blob"
+    # blobs well inside the image (atoms outside the image have blobs at its border)
+    boxes = ndimage.find_objects(labels)
+    interior = [
+        k + 1
+        for k, (rows, cols) in enumerate(boxes)
+        if min(rows.start, cols.start) >= 4 and rows.stop <= 124 and cols.stop <= 124
+    ]
+    assert len(interior) > 70
+    assert set(interior) <= set(at_centre.tolist()), "every interior blob holds an atom"
+
+
+def test_mask_covers_the_bright_core_of_every_atom_up_to_the_border():
+    """In a sparse lattice no two blobs touch, so every pixel brighter than 0.6 of
+    a host peak belongs to the mask, also on the first and last rows and columns
+    (blobs at opposite borders are not neighbours)."""
+    report = []
+    for seed in range(6):
+        sim = simulate_lattice(
+            "square",
+            shape=(64, 64),
+            spacing=16.0,
+            sigma=3.0,
+            rotation=0.0,
+            defects=PERFECT,
+            rng=seed,
+        )
+        missed = (sim.clean > 0.6) & (sim.mask == 0)
+        rows, cols = np.nonzero(missed)
+        if missed.any():
+            edge_rows = sorted(set(rows.tolist()) & {0, 63})
+            edge_cols = sorted(set(cols.tolist()) & {0, 63})
+            report.append(f"rng={seed}: {missed.sum()} px, rows {edge_rows}, columns {edge_cols}")
+    assert not report, "bright pixels left out of the mask: " + "; ".join(report)
+
+
+def test_mask_blob_of_a_dimmer_atom_is_smaller():
+    sim = simulate_lattice(
+        "square",
+        shape=(160, 160),
+        spacing=14.0,
+        sigma=2.0,
+        rotation=0.0,
+        defects=Defects(vacancies=0.0, dopants=0.2, dopant_ratio=0.5, jitter=0.0),
+        rng=13,
+    )
+    labels, n = ndimage.label(sim.mask)
+    xy = np.round(_xy(sim)).astype(int)
+    lab = labels[xy[:, 1], xy[:, 0]]
+    areas = ndimage.sum(np.ones_like(labels), labels, lab)
+    dopant = (sim.atoms["species"] == "dopant").to_numpy()
+    inner = ((xy > 8) & (xy < 152)).all(axis=1)
+    host_area = np.median(areas[~dopant & inner])
+    dopant_area = np.median(areas[dopant & inner])
+    # host blob radius ~1.45 sigma, a half-bright atom's ~1.0 sigma
+    assert host_area == pytest.approx(np.pi * (1.45 * 2.0) ** 2, rel=0.2)
+    assert dopant_area < 0.7 * host_area
+
+
+def test_mask_keeps_touching_blobs_apart():
+    sim = simulate_lattice(
+        "hexagonal", shape=(96, 96), spacing=5.0, sigma=1.7, defects=PERFECT, rng=14
+    )
+    labels, _ = ndimage.label(sim.mask)
+    xy = np.round(_xy(sim)).astype(int)
+    lab = labels[xy[:, 1], xy[:, 0]]
+    inner = ((xy > 4) & (xy < 91)).all(axis=1)
+    assert (lab[inner] > 0).all()
+    assert len(np.unique(lab[inner])) == inner.sum()
+
+
+@pytest.mark.parametrize("kind", LATTICES)
+def test_truth_atoms_lie_inside_the_image(kind):
+    sim = simulate_lattice(
+        kind,
+        shape=(64, 96),
+        spacing=8.0,
+        sigma=1.5,
+        defects=Defects(adatoms=0.05, jitter=0.4),
+        imaging=Stem(drift=0.03),
+        rng=15,
+    )
+    x, y = sim.atoms["x"], sim.atoms["y"]
+    assert len(sim.atoms) > 10
+    assert ((x > -0.5) & (x < 96 - 0.5) & (y > -0.5) & (y < 64 - 0.5)).all()
+    assert sim.atoms.index.is_unique
+
+
+def test_adatoms_are_off_site_dim_and_broad():
+    sim = simulate_lattice(
+        "square",
+        shape=(128, 128),
+        spacing=10.0,
+        sigma=1.5,
+        defects=Defects(vacancies=0.0, dopants=0.0, adatoms=0.05, jitter=0.0),
+        rng=16,
+    )
+    species = sim.atoms["species"].astype(str).to_numpy()
+    ad = species == "adatom"
+    assert ad.sum() > 0
+    d, _ = cKDTree(_xy(sim)[~ad]).query(_xy(sim)[ad])
+    assert (d > 0.45 * 10.0).all()
+    np.testing.assert_allclose(sim.atoms["amplitude"][ad], Defects().adatom_ratio)
+    np.testing.assert_allclose(sim.atoms["sigma"][ad], 1.5 * Defects().adatom_width)
+
+
+def test_ellipticity_sets_the_column_widths():
+    sim = simulate_lattice(
+        "square", shape=(48, 48), spacing=10.0, sigma=2.0, ellipticity=0.25, rng=0
+    )
+    np.testing.assert_allclose(sim.atoms["sigma_x"], 2.5)
+    np.testing.assert_allclose(sim.atoms["sigma_y"], 1.6)
+
+
+def test_stm_imaging_gives_the_same_lattice_in_a_different_image():
+    kwargs = dict(shape=(96, 96), spacing=14.0, sigma=3.0, defects=PERFECT, rotation=0.0)
+    sim = simulate_lattice("square", imaging=Stm(noise=0.05, scars=0, tilt=0.0), rng=17, **kwargs)
+    assert sim.image.shape == (96, 96)
+    xy = np.round(_xy(sim)).astype(int)
+    # atoms are the bright spots: the image at the atom centres beats the image between them
+    between = np.clip(xy + 7, 0, 95)
+    assert (sim.image[xy[:, 1], xy[:, 0]] > sim.image[between[:, 1], between[:, 0]]).mean() > 0.9
+    labels, _ = ndimage.label(sim.mask)
+    assert (labels[xy[:, 1], xy[:, 0]] > 0).all()
+
+
+def test_regions_holes_remove_atoms():
+    kwargs = dict(shape=(128, 128), spacing=8.0, sigma=1.5, defects=PERFECT, rotation=0.0)
+    full = simulate_lattice("square", rng=18, **kwargs)
+    holed = simulate_lattice("square", regions=Regions(holes=2), rng=18, **kwargs)
+    assert len(holed.atoms) < len(full.atoms) - 20
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_scene_is_reproducible_and_consistent(seed):
+    a = random_scene(seed, shape=(64, 64))
+    b = random_scene(seed, shape=(64, 64))
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert a.image.shape == a.mask.shape == (64, 64)
+    assert np.isfinite(a.image).all()
+    x, y = a.atoms["x"], a.atoms["y"]
+    assert ((x > -0.5) & (x < 63.5) & (y > -0.5) & (y < 63.5)).all()
+
+
+def test_random_scene_modes():
+    assert random_scene(1, shape=(48, 48), mode="stm").image.shape == (48, 48)
+    with pytest.raises(ValueError, match="'afm'"):
+        random_scene(1, shape=(48, 48), mode="afm")
+
+
+def test_bad_kind_raises_naming_it():
+    with pytest.raises(ValueError, match="'triangular'"):
+        simulate_lattice("triangular", shape=(32, 32))
+    with pytest.raises(ValueError, match="'kagome'"):
+        lattice_points("kagome", (32, 32), 8.0)
+
+
+@pytest.mark.parametrize("shape", [(4, 64), (64,), (64, 5)])
+def test_bad_shape_raises_naming_it(shape):
+    with pytest.raises(ValueError, match="shape") as info:
+        simulate_lattice("square", shape=shape)
+    assert str(shape) in str(info.value)
+
+
+@pytest.mark.parametrize(("spacing", "sigma"), [(-3.5, 2.0), (0.0, 2.0), (8.0, -1.25)])
+def test_bad_spacing_or_sigma_raises_naming_it(spacing, sigma):
+    with pytest.raises(ValueError) as info:
+        simulate_lattice("square", shape=(32, 32), spacing=spacing, sigma=sigma)
+    bad = spacing if spacing <= 0 else sigma
+    assert str(bad) in str(info.value)
+
+
+def test_bad_imaging_raises_type_error():
+    with pytest.raises(TypeError, match="dict"):
+        simulate_lattice("square", shape=(32, 32), imaging={"dose": 10})
