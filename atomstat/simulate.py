@@ -111,7 +111,7 @@ def _basis(kind, a, rng):
     raise ValueError(f"unknown lattice kind {kind!r}; choose from {LATTICES}")
 
 
-def lattice_points(kind, shape, spacing, *, rotation=0.0, rng=None, margin=None):
+def lattice_points(kind, shape, spacing, *, rotation=0.0, rng=None, margin=None, sites=False):
     """Atom positions of a lattice covering an image, in (x, y) pixels.
 
     Parameters
@@ -128,10 +128,13 @@ def lattice_points(kind, shape, spacing, *, rotation=0.0, rng=None, margin=None)
     rng : None, int or numpy.random.Generator
     margin : float, optional
         Extra border covered outside the image (default ``2 * spacing``).
+    sites : bool
+        Also return the basis site (0, 1, ...) of each point: the sublattice.
 
     Returns
     -------
     points : ndarray of shape (N, 2)
+    site : ndarray of shape (N,), only when ``sites`` is True
 
     Examples
     --------
@@ -143,7 +146,8 @@ def lattice_points(kind, shape, spacing, *, rotation=0.0, rng=None, margin=None)
     h, w = shape
     margin = 2 * spacing if margin is None else margin
     if kind == "amorphous":
-        return _poisson_disc((h + 2 * margin, w + 2 * margin), 0.85 * spacing, rng) - margin
+        pts = _poisson_disc((h + 2 * margin, w + 2 * margin), 0.85 * spacing, rng) - margin
+        return (pts, np.zeros(len(pts), int)) if sites else pts
     vecs, offsets = _basis(kind, spacing, rng)
     # Image-plane vectors: flip y so that "counter-clockwise as displayed" holds.
     rot = _rot(-rotation)
@@ -154,11 +158,12 @@ def lattice_points(kind, shape, spacing, *, rotation=0.0, rng=None, margin=None)
     i, j = np.meshgrid(np.arange(-nmax, nmax + 1), np.arange(-nmax, nmax + 1), indexing="ij")
     cells = i.reshape(-1, 1) * vecs[0] + j.reshape(-1, 1) * vecs[1]
     pts = (cells[:, None, :] + offsets[None, :, :]).reshape(-1, 2)
+    site = np.tile(np.arange(len(offsets)), len(cells))
     pts += np.array([w / 2, h / 2]) + rng.uniform(0, 1, 2) @ vecs
     keep = ((pts[:, 0] > -margin) & (pts[:, 0] < w + margin) & (pts[:, 1] > -margin)) & (
         pts[:, 1] < h + margin
     )
-    return pts[keep]
+    return (pts[keep], site[keep]) if sites else pts[keep]
 
 
 def _poisson_disc(shape, rmin, rng):
@@ -256,6 +261,7 @@ def simulate_lattice(
     sigma=2.0,
     rotation=None,
     ellipticity=0.0,
+    sublattice_ratio=1.0,
     defects=None,
     imaging=None,
     regions=None,
@@ -278,6 +284,10 @@ def simulate_lattice(
         Lattice rotation in degrees; random when None.
     ellipticity : float
         Column ellipticity: sigma_x = sigma * (1 + e), sigma_y = sigma / (1 + e).
+    sublattice_ratio : float
+        Intensity of the second basis site relative to the first, for lattices
+        with two sites (honeycomb, centred rectangular, dumbbell): about
+        (Z2/Z1)**1.7, e.g. 0.38 for the S2 and Mo columns of MoS2.
     defects : Defects, optional
     imaging : Stem or Stm, optional
         Default ``Stem()``.
@@ -303,11 +313,15 @@ def simulate_lattice(
         raise ValueError(f"shape must be (H, W) with both at least 8 px, got {shape}")
     if not (spacing > 0 and sigma > 0):
         raise ValueError(f"spacing and sigma must be positive, got {spacing}, {sigma}")
+    if not sublattice_ratio > 0:
+        raise ValueError(f"sublattice_ratio must be positive, got {sublattice_ratio}")
     defects = Defects() if defects is None else defects
     imaging = Stem() if imaging is None else imaging
     regions = Regions() if regions is None else regions
     rotation = rng.uniform(0, 180) if rotation is None else rotation
-    truth = _place_atoms(kind, shape, spacing, sigma, rotation, ellipticity, defects, regions, rng)
+    truth = _place_atoms(
+        kind, shape, spacing, sigma, rotation, ellipticity, sublattice_ratio, defects, regions, rng
+    )
     if isinstance(imaging, Stem):
         truth = _drift_distort(truth, shape, imaging.drift, rng)
         clean, peak, who = _render_truth(truth, shape)
@@ -328,11 +342,11 @@ def simulate_lattice(
     )
 
 
-def _place_atoms(kind, shape, spacing, sigma, rotation, ellipticity, defects, regions, rng):
-    pts = lattice_points(kind, shape, spacing, rotation=rotation, rng=rng)
+def _place_atoms(kind, shape, spacing, sigma, rotation, ellipticity, ratio, defects, regions, rng):
+    pts, site = lattice_points(kind, shape, spacing, rotation=rotation, rng=rng, sites=True)
     n = len(pts)
     species = np.full(n, "host", dtype=object)
-    amp = np.ones(n)
+    amp = np.where(site > 0, float(ratio), 1.0)
     width = np.full(n, float(sigma))
     if regions.interface:
         pts, species, amp, width = _add_phase(

@@ -134,10 +134,7 @@ def run(args, model):
                     "kind": name,
                     "dose": dose,
                     "trackpy best": tuned["trackpy"].label(),
-                    **{
-                        f"trackpy best{k:+d}": v.label()
-                        for k, v in tuned["trackpy_off"].items()
-                    },
+                    **{f"trackpy best{k:+d}": v.label() for k, v in tuned["trackpy_off"].items()},
                     "atomap separation": tuned["atomap_sep"],
                     "interior margin": tuned["margin"],
                 }
@@ -290,7 +287,7 @@ def report(records, errors, params, args):
     if len(gauss):
         header("Subset with atomap's 2-D Gaussian refine (image 0 of each listed cell)")
         rows = []
-        for (kind, dose), g in gauss.groupby(["kind", "dose"], sort=False):
+        for kind, dose in gauss[["kind", "dose"]].drop_duplicates().itertuples(index=False):
             sub = records[(records.kind == kind) & (records.dose == dose) & (records.image == 0)]
             row = {"kind": kind, "dose": dose}
             for method in ("atomstat", "trackpy best", "atomap COM", "atomap Gauss"):

@@ -127,7 +127,10 @@ def main():
         flush=True,
     )
     t0 = time.perf_counter()
-    atomstat.analyze(heldout_scene("square", spacing=16, sigma=2.2, dose=100, seed=heldout_seed("warm")).image, model=model)
+    atomstat.analyze(
+        heldout_scene("square", spacing=16, sigma=2.2, dose=100, seed=heldout_seed("warm")).image,
+        model=model,
+    )
     records = run(args, model)
     summary = summarize(records)
     header("Scale invariance (default settings)")

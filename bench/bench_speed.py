@@ -81,17 +81,29 @@ def stage_times(image, model, repeats):
 
     t = {}
     t["estimate_sigma"], sigma = median_time(estimate_sigma, image, repeats=repeats)
-    t["segment"], prob = median_time(atomstat.segment, image, model=model, sigma=sigma, repeats=repeats)
+    t["segment"], prob = median_time(
+        atomstat.segment, image, model=model, sigma=sigma, repeats=repeats
+    )
     t["locate"], atoms = median_time(atomstat.locate, prob, image, sigma=sigma, repeats=repeats)
     t["locate: blob_shapes"], shapes = median_time(blob_shapes, prob, 0.5, repeats=repeats)
     start = np.column_stack([shapes["x"], shapes["y"]])
-    t["locate: refine_centres"], xy = median_time(refine_centres, image, start, sigma, repeats=repeats)
-    t["locate: table+neighbours+intensity"], _ = median_time(tables, shapes, xy, sigma, repeats=repeats)
-    t["analyze (total)"], result = median_time(atomstat.analyze, image, model=model, repeats=repeats)
+    t["locate: refine_centres"], xy = median_time(
+        refine_centres, image, start, sigma, repeats=repeats
+    )
+    t["locate: table+neighbours+intensity"], _ = median_time(
+        tables, shapes, xy, sigma, repeats=repeats
+    )
+    t["analyze (total)"], result = median_time(
+        atomstat.analyze, image, model=model, repeats=repeats
+    )
     t["trackpy.locate d=11"], feats = median_time(
         trackpy_locate, image, TrackpyParams(11), repeats=repeats
     )
-    counts = {"atoms (truth)": None, "atoms (analyze)": len(result), "features (trackpy)": len(feats)}
+    counts = {
+        "atoms (truth)": None,
+        "atoms (analyze)": len(result),
+        "features (trackpy)": len(feats),
+    }
     return t, counts
 
 

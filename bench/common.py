@@ -206,7 +206,9 @@ def match(found: np.ndarray, truth: np.ndarray, max_dist: float = MAX_DIST):
     truth = np.asarray(truth, float).reshape(-1, 2)
     if not len(found) or not len(truth):
         return np.empty((0, 2), int)
-    sparse = cKDTree(found).sparse_distance_matrix(cKDTree(truth), max_dist, output_type="coo_matrix")
+    sparse = cKDTree(found).sparse_distance_matrix(
+        cKDTree(truth), max_dist, output_type="coo_matrix"
+    )
     if sparse.nnz == 0:
         return np.empty((0, 2), int)
     rows, cols, dist = sparse.row, sparse.col, sparse.data
