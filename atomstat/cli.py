@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--learning-rate", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument(
+        "--init", default=None, help="start from the weights of a training checkpoint (.ckpt.keras)"
+    )
+    t.add_argument(
         "--no-batchnorm",
         action="store_true",
         help="train the plain paper network (slower to converge)",

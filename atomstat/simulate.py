@@ -503,14 +503,17 @@ def _target_mask(truth, peak, who, tau=0.35):
     )
     level = np.maximum(np.minimum(tau * ref, 0.6 * amp), amp * np.exp(-0.5 * 1.6**2))
     inside = (who >= 0) & (peak >= level[np.maximum(who, 0)])
-    lab = np.where(inside, who, -1)
+    lab = np.pad(np.where(inside, who, -1), 1, constant_values=-1)  # no wrap-around
     clash = np.zeros(lab.shape, bool)
-    for axis in (0, 1):
-        a = lab
-        b = np.roll(lab, 1, axis=axis)
+    for a, b in ((lab[1:, :], lab[:-1, :]), (lab[:, 1:], lab[:, :-1])):
         diff = (a >= 0) & (b >= 0) & (a != b)
-        clash |= diff
-        clash |= np.roll(diff, -1, axis=axis)
+        if a.shape[0] < lab.shape[0]:
+            clash[1:, :] |= diff
+            clash[:-1, :] |= diff
+        else:
+            clash[:, 1:] |= diff
+            clash[:, :-1] |= diff
+    clash = clash[1:-1, 1:-1]
     return (inside & ~clash).astype(np.uint8)
 
 

@@ -19,6 +19,7 @@ miss. Only true atoms whose centre lies inside the image
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import shutil
@@ -95,6 +96,7 @@ def resolve_model(path: str | None) -> str | None:
         sys.exit(f"model file {src} does not exist")
     dst = Path(os.environ.get("TMPDIR", "/tmp")) / f"atomstat-bench-{os.getpid()}-{src.name}"
     shutil.copyfile(src, dst)
+    atexit.register(dst.unlink, missing_ok=True)
     return str(dst)
 
 

@@ -1,0 +1,234 @@
+"""Anomalies and clusters: do the default settings find the dopants and the adatoms?
+
+Scenes: a trigonal (hexagonal) lattice of heavy columns, 512 x 512 px, about
+2000 atoms, with about 2% lighter and narrower substitutional dopants and
+about 1% dim, broad adatoms off the lattice sites (STEM, Poisson noise).
+Spacing, width, dose and the defects' contrast vary from scene to scene.
+``atomstat.analyze`` finds the atoms; ``atomstat.find_anomalies`` runs with
+its default settings on the descriptors named in the table; the anomalies are
+then clustered in two (Gaussian mixture) on ``CLUSTER_COLUMNS``.
+
+Truth: a found atom takes the species of the true atom it is matched to
+(one to one, within 2 px); a found atom matched to none is "unmatched"
+(a spurious or merged blob). Atoms cut by the border are never flagged, so
+they are left out of the counts, and so are true atoms within 3 widths of the
+border.
+
+- recall: flagged dopants and adatoms / all true dopants and adatoms inside
+  (a defect the atom finder missed counts as missed);
+- recall (found): the same over the defects that the atom finder found;
+- precision: flagged atoms that are dopants or adatoms / all flagged atoms;
+- purity: of the flagged dopants and adatoms, the share that sits in its
+  species' majority cluster.
+
+Two sets of seeds: ``dev`` (used while choosing the defaults) and
+``heldout`` (the independent check, reported by default).
+
+Run: ``.venv/bin/python bench/bench_anomalies.py [--quick] [--model PATH] [--split dev]``
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from common import (
+    base_parser,
+    describe_model,
+    header,
+    heldout_seed,
+    loadavg,
+    match,
+    median_time,
+    quiet,
+    resolve_model,
+    table,
+)
+
+import atomstat
+from atomstat.simulate import Defects, Stem, simulate_lattice
+
+COLUMN_SETS = {
+    "area, circularity (default)": ("area", "circularity"),
+    "area, circularity, intensity": ("area", "circularity", "intensity"),
+}
+CLUSTER_COLUMNS = ("intensity", "nn_distance")
+METHODS = ("ocsvm", "iforest", "lof")
+DEFECTS = ("dopant", "adatom")
+TARGETS = {"recall": 0.90, "precision": 0.80, "purity": 0.90, "seconds": 0.2}
+
+
+def make_scene(split: str, index: int):
+    """One simulated image and its truth; every setting is drawn from the scene's seed."""
+    seed = heldout_seed("anomalies", split, index)
+    rng = np.random.default_rng(seed)
+    spacing = rng.uniform(11.0, 13.0)
+    sigma = rng.uniform(1.7, 2.3)
+    dose = rng.uniform(60, 200)
+    defects = Defects(
+        vacancies=0.01,
+        dopants=0.02,
+        dopant_ratio=rng.uniform(0.45, 0.6),
+        dopant_width=rng.uniform(0.75, 0.9),
+        adatoms=0.01,
+        adatom_ratio=rng.uniform(0.35, 0.5),
+        adatom_width=rng.uniform(1.4, 1.8),
+    )
+    sim = simulate_lattice(
+        "hexagonal",
+        shape=(512, 512),
+        spacing=spacing,
+        sigma=sigma,
+        ellipticity=0.05,
+        defects=defects,
+        imaging=Stem(dose=dose),
+        rng=rng,
+    )
+    params = {"seed": seed, "spacing": spacing, "sigma": sigma, "dose": dose}
+    params.update({k: getattr(defects, k) for k in ("dopant_ratio", "dopant_width")})
+    params.update({k: getattr(defects, k) for k in ("adatom_ratio", "adatom_width")})
+    return sim, params
+
+
+def species_of_found(atoms: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
+    """Species of the true atom each found atom is matched to ('unmatched' where none)."""
+    pairs = match(atoms[["x", "y"]].to_numpy(), truth[["x", "y"]].to_numpy())
+    out = np.full(len(atoms), "unmatched", dtype=object)
+    out[pairs[:, 0]] = truth["species"].astype(str).to_numpy()[pairs[:, 1]]
+    return pd.Series(out, index=atoms.index)
+
+
+def interior_truth(truth: pd.DataFrame, shape, sigma: float) -> pd.DataFrame:
+    m = 3 * sigma
+    h, w = shape
+    keep = (truth.x >= m) & (truth.x <= w - 1 - m) & (truth.y >= m) & (truth.y <= h - 1 - m)
+    return truth[keep]
+
+
+def load_scene(split, index, model, cache):
+    path = None if cache is None else cache / f"{split}-{index}.pkl"
+    if path is not None and path.exists():
+        return pickle.loads(path.read_bytes())
+    sim, params = make_scene(split, index)
+    atoms = atomstat.analyze(sim.image, model=model)
+    atoms["species"] = species_of_found(atoms, sim.atoms)
+    defects = interior_truth(sim.atoms, sim.image.shape, params["sigma"])
+    n_true = defects["species"].astype(str).value_counts().reindex(DEFECTS, fill_value=0)
+    item = (atoms, {k: int(v) for k, v in n_true.items()}, params)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(item))
+    return item
+
+
+def score_scene(atoms, n_true, columns, method):
+    flags = atomstat.find_anomalies(atoms, columns, method=method)
+    inner = ~atoms["edge"]
+    species = atoms["species"]
+    row = {"flagged": int(flags[inner].sum())}
+    for sp in DEFECTS:
+        is_sp = inner & (species == sp)
+        row[f"{sp}_true"] = n_true[sp]
+        row[f"{sp}_found"] = int(is_sp.sum())
+        row[f"{sp}_hit"] = int((flags & is_sp).sum())
+    return row, flags
+
+
+def purity(species: pd.Series, labels: pd.Series) -> float:
+    """Share of the defects that sit in their species' majority cluster."""
+    keep = species.isin(DEFECTS)
+    if not keep.any():
+        return float("nan")
+    counts = pd.crosstab(species[keep], labels[keep])
+    best = {sp: counts.loc[sp].idxmax() for sp in counts.index}
+    if len(best) == 2 and len(set(best.values())) == 1:  # both in one cluster: not separated
+        return float(max(counts.loc[sp].max() for sp in counts.index) / keep.sum())
+    return float(sum(counts.loc[sp, c] for sp, c in best.items()) / keep.sum())
+
+
+def summarise(rows: pd.DataFrame) -> dict:
+    hit = sum(rows[f"{sp}_hit"].sum() for sp in DEFECTS)
+    true = sum(rows[f"{sp}_true"].sum() for sp in DEFECTS)
+    found = sum(rows[f"{sp}_found"].sum() for sp in DEFECTS)
+    out = {
+        "recall": hit / true,
+        "recall (found)": hit / found,
+        "precision": hit / max(rows["flagged"].sum(), 1),
+    }
+    for sp in DEFECTS:
+        out[f"{sp} recall"] = rows[f"{sp}_hit"].sum() / max(rows[f"{sp}_true"].sum(), 1)
+    out["flagged"] = int(rows["flagged"].sum())
+    out["dopants+adatoms"] = int(true)
+    return out
+
+
+def accuracy(scenes):
+    records, purities = [], []
+    for i, (atoms, n_true, _) in enumerate(scenes):
+        for label, columns in COLUMN_SETS.items():
+            for method in METHODS:
+                row, flags = score_scene(atoms, n_true, columns, method)
+                records.append({"scene": i, "columns": label, "method": method, **row})
+                if method == "ocsvm":
+                    anomalies = atoms[flags]
+                    for cm in ("gmm", "kmeans"):
+                        labels = atomstat.cluster(anomalies, CLUSTER_COLUMNS, method=cm, rng=0)
+                        p = purity(anomalies["species"], labels)
+                        purities.append({"columns": label, "cluster": cm, "scene": i, "purity": p})
+    rows = pd.DataFrame(records)
+    summary = [
+        {"columns": c, "method": m, **summarise(g)}
+        for (c, m), g in rows.groupby(["columns", "method"], sort=False)
+    ]
+    return pd.DataFrame(summary), pd.DataFrame(purities)
+
+
+def speed(atoms):
+    out = []
+    cols = COLUMN_SETS["area, circularity (default)"]
+    for method in METHODS:
+        t, _ = median_time(atomstat.find_anomalies, atoms, cols, method=method, repeats=7)
+        out.append({"task": f"find_anomalies({method})", "atoms": len(atoms), "seconds": t})
+    for method, k in (("gmm", 2), ("gmm", "auto"), ("kmeans", 2), ("kmeans", "auto")):
+        t, _ = median_time(atomstat.cluster, atoms, cols, method=method, n_clusters=k, repeats=7)
+        out.append({"task": f"cluster({method}, {k})", "atoms": len(atoms), "seconds": t})
+    t, _ = median_time(atomstat.cluster, atoms, cols, method="dbscan", repeats=7)
+    out.append({"task": "cluster(dbscan)", "atoms": len(atoms), "seconds": t})
+    return pd.DataFrame(out)
+
+
+def main():
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=("heldout", "dev"), default="heldout")
+    parser.add_argument("--images", type=int, default=8, help="scenes (default 8)")
+    parser.add_argument("--cache", type=Path, default=None, help="keep analysed tables here")
+    args = parser.parse_args()
+    quiet()
+    model = resolve_model(args.model)
+    n = 2 if args.quick else args.images
+    print(f"model: {describe_model(args.model, model)}; {loadavg()}")
+    scenes = [load_scene(args.split, i, model, args.cache) for i in range(n)]
+    sizes = [len(a) for a, _, _ in scenes]
+    print(f"{n} {args.split} scenes, {min(sizes)}-{max(sizes)} atoms each")
+
+    summary, purities = accuracy(scenes)
+    header(f"Anomalies, pooled over {n} scenes (targets: recall >= 0.9, precision >= 0.8)")
+    print(table(summary))
+    header(f"Clustering the OCSVM anomalies in two on {CLUSTER_COLUMNS} (target purity >= 0.9)")
+    print(table(purities.groupby(["columns", "cluster"], sort=False)["purity"].agg(["mean", "min"])
+                .reset_index()))
+    header("Speed (median of 7 calls; target < 0.2 s on 2000 atoms)")
+    timing = speed(scenes[0][0])
+    print(table(timing, floatfmt=".4f"))
+    if args.out:
+        payload = {"model": args.model, "summary": summary.to_dict("records"),
+                   "purity": purities.to_dict("records"), "speed": timing.to_dict("records"),
+                   "scenes": [p for _, _, p in scenes]}
+        args.out.write_text(json.dumps(payload, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
