@@ -9,6 +9,7 @@ from .errors import AtomstatError, LoadError
 from .fcn.predict import segment
 from .io import load
 from .locate import locate
+from .outliers import add_anomalies, anomaly_scores, cluster, find_anomalies
 from .pipeline import analyze
 from .simulate import simulate_lattice
 from .table import ATOM_COLUMNS, empty_atoms
@@ -21,6 +22,10 @@ __all__ = [
     "empty_atoms",
     "load",
     "locate",
+    "add_anomalies",
+    "anomaly_scores",
+    "cluster",
+    "find_anomalies",
     "segment",
     "simulate_lattice",
 ]

@@ -381,6 +381,7 @@ def _best_silhouette(models, X, n):
 
     if not models:
         return np.zeros(n, int)
+
     def score(m):  # a sample keeps this cheap on large tables
         if len(set(m.labels_)) < 2:
             return -1.0

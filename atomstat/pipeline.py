@@ -80,7 +80,7 @@ def analyze(data, *, threshold: float = 0.5, model=None, progress: bool = False)
     tables = []
     for start in _progress(range(0, len(frames), _FRAMES_PER_CHUNK), progress, len(frames)):
         chunk = np.asarray(frames[start : start + _FRAMES_PER_CHUNK], np.float32)
-        prob = segment(chunk, model=model, sigma=sigma)
+        prob = segment(chunk, model=model, sigma=_refine_sigma(sigma))
         atoms = locate(prob, chunk, threshold=threshold, sigma=_refine_sigma(sigma))
         atoms["frame"] += start
         tables.append(atoms)

@@ -330,9 +330,8 @@ def main():
     quick = args.quick
     args.images = args.images or (1 if quick else 3)
     args.kinds = args.kinds or list(CELLS)
-    args.doses = [int(d) if float(d).is_integer() else d for d in (args.doses or DOSES)]
-    if quick and args.doses == list(DOSES):
-        args.doses = [10, 100]
+    default_doses = (10, 100) if quick else DOSES
+    args.doses = [int(d) if float(d).is_integer() else d for d in (args.doses or default_doses)]
     if args.gauss_kinds is None:
         args.gauss_kinds = ["square", "dumbbell"] if quick else list(CELLS)
     quiet()

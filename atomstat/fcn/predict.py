@@ -28,7 +28,7 @@ CANONICAL_SIGMA = 2.2
 #: Atom widths (px) the network handles without resampling.
 NATIVE_SIGMA = (1.5, 3.0)
 TILE = 1024
-MARGIN = 32  # > half the receptive field (about 37 px)
+MARGIN = 24  # > half the receptive field (about 37 px wide)
 _BATCH_PIXELS = 2**21
 _MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -174,9 +174,12 @@ def _run(call, batch):
     """Run the network over (B, H, W) images, tiling large ones; returns (B, H, W)."""
     b, h, w = batch.shape
     if h <= TILE + 2 * MARGIN and w <= TILE + 2 * MARGIN:
-        ph, pw = -h % 4, -w % 4
-        x = np.pad(batch, ((0, 0), (0, ph), (0, pw)), mode="reflect")
-        return np.asarray(call(x[..., None]))[:, :h, :w, 1]
+        # Mirror the borders by MARGIN as the tiles are, so a map does not depend on tiling.
+        pad_h, pad_w = -(h + 2 * MARGIN) % 4, -(w + 2 * MARGIN) % 4
+        x = np.pad(
+            batch, ((0, 0), (MARGIN, MARGIN + pad_h), (MARGIN, MARGIN + pad_w)), mode="reflect"
+        )
+        return np.asarray(call(x[..., None]))[:, MARGIN : MARGIN + h, MARGIN : MARGIN + w, 1]
     return np.stack([_run_tiled(call, img) for img in batch])
 
 
