@@ -57,8 +57,10 @@ def _analyze(args) -> int:
             failed.append(name)
             continue
         stem = Path(name).stem
-        write_csv(atoms, out / f"{stem}_atoms.csv")
         image = signal.data if signal.data.ndim == 2 else signal.data[0]
+        if args.anomalies:
+            atoms = _write_anomalies(out, stem, image, atoms, args)
+        write_csv(atoms, out / f"{stem}_atoms.csv")
         first = atoms[atoms["frame"] == 0]
         save_overlay(
             out / f"{stem}_overlay.png",
@@ -70,6 +72,39 @@ def _analyze(args) -> int:
     if failed:
         log.error("%d of %d files failed: %s", len(failed), len(args.files), ", ".join(failed))
     return 1 if failed else 0
+
+
+def _write_anomalies(out, stem, image, atoms, args):
+    """Flag anomalies, label them, write the annotated figure and the session; return the
+    labelled table."""
+    from .export import write_figure
+    from .labels import LabelSet
+    from .outliers import DEFAULT_COLUMNS, add_anomalies
+    from .session import save_session
+
+    columns = tuple(args.anomaly_columns.split(",")) if args.anomaly_columns else DEFAULT_COLUMNS
+    atoms = add_anomalies(atoms, columns, method=args.anomalies)
+    labels = LabelSet({"anomaly": "#d55e00"})
+    labels.set_auto(atoms["anomaly"], name="anomaly")
+    atoms = labels.apply(atoms)
+    first = atoms[atoms["frame"] == 0]
+    write_figure(
+        out / f"{stem}_annotated.png",
+        image,
+        first,
+        labels,
+        unlabelled="lattice",
+        scatter=columns[:2] if len(columns) > 1 else None,
+    )
+    save_session(out / f"{stem}_session.json", atoms, labels, params={"anomalies": args.anomalies})
+    log.info(
+        "%s: %d anomalies (%s on %s)",
+        stem,
+        int(atoms["anomaly"].sum()),
+        args.anomalies,
+        ", ".join(columns),
+    )
+    return atoms
 
 
 def _evaluate(args) -> int:
@@ -99,6 +134,19 @@ def _parser() -> argparse.ArgumentParser:
         help="probability level of the blob contours (default 0.5)",
     )
     a.add_argument("--model", default=None, help="a .keras file (default: the shipped model)")
+    a.add_argument(
+        "--anomalies",
+        choices=("ocsvm", "iforest", "lof"),
+        default=None,
+        help="also flag anomalous atoms with this method and write <name>_annotated.png "
+        "and <name>_session.json; the table gets anomaly, anomaly_score and label columns",
+    )
+    a.add_argument(
+        "--anomaly-columns",
+        default=None,
+        metavar="COLS",
+        help="comma-separated descriptors for --anomalies (default: area,circularity)",
+    )
     a.set_defaults(func=_analyze)
 
     t = sub.add_parser("train", help="train the FCN on simulated images")

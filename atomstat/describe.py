@@ -212,5 +212,7 @@ def _affine_strain(vec, ok, ref, d0):
         "strain_yy": F[:, 1, 1] - 1,
         "strain_xy": (F[:, 0, 1] + F[:, 1, 0]) / 2,
         # y points down, so a rotation that is counter-clockwise as displayed has F[1, 0] < 0
-        "lattice_rotation": np.degrees(np.arctan2(F[:, 0, 1] - F[:, 1, 0], F[:, 0, 0] + F[:, 1, 1])),
+        "lattice_rotation": np.degrees(
+            np.arctan2(F[:, 0, 1] - F[:, 1, 0], F[:, 0, 0] + F[:, 1, 1])
+        ),
     }

@@ -47,7 +47,9 @@ def locate(
     -------
     atoms : pandas.DataFrame
         The atoms table (see :mod:`atomstat.table`), one row per blob, with
-        ``edge`` True for blobs cut by the image border.
+        ``edge`` True for blobs cut by the image border. With ``image``, a
+        border blob whose refined centre falls outside the image is the tail
+        of an atom beyond the field of view and is not reported.
 
     Examples
     --------
@@ -94,11 +96,21 @@ def _locate_frame(prob, raw, threshold, sigma, refine, frame):
     if raw is not None and refine:
         xy = refine_centres(raw, np.column_stack([shapes["x"], shapes["y"]]), sigma)
         shapes["x"], shapes["y"] = xy[:, 0], xy[:, 1]
+        shapes = _inside(shapes, raw.shape)
     atoms = make_atoms(shapes)
     atoms = add_neighbours(atoms)
     if raw is not None:
         atoms = add_intensity(atoms, raw, half_width=max(1, round(sigma)))
     return atoms
+
+
+def _inside(shapes, shape):
+    """Keep the blobs whose refined centre lies in the image: the others are the
+    tails of atoms centred beyond the border, which the image does not hold."""
+    h, w = shape
+    x, y = shapes["x"], shapes["y"]
+    keep = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+    return {k: v[keep] for k, v in shapes.items()}
 
 
 def blob_shapes(prob: np.ndarray, threshold: float = 0.5) -> dict:
@@ -126,7 +138,6 @@ def blob_shapes(prob: np.ndarray, threshold: float = 0.5) -> dict:
     lam2 = np.maximum((mu20 + mu02) / 2 - half, 0)
     # y points down, so the clockwise image angle is negated for "counter-clockwise as displayed".
     orientation = np.degrees(-0.5 * np.arctan2(2 * mu11, mu20 - mu02)) % 180.0
-    index = np.arange(1, n + 1)
     border = np.zeros(n + 1, bool)
     border[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
     perim = m["perimeter"]
@@ -142,13 +153,29 @@ def blob_shapes(prob: np.ndarray, threshold: float = 0.5) -> dict:
         "axis_major": 4 * np.sqrt(lam1),
         "axis_minor": 4 * np.sqrt(lam2),
         "eccentricity": np.sqrt(1 - np.divide(lam2, lam1, out=np.ones(n), where=lam1 > 0)),
-        "confidence": np.asarray(ndimage.maximum(prob, labels, index), np.float32),
+        "confidence": _peaks(prob, labels, n),
         "edge": border[1:],
     }
 
 
+def _peaks(prob, labels, n):
+    """Peak probability of each blob (only blob pixels are visited)."""
+    inside = labels > 0
+    peak = np.zeros(n + 1, np.float32)
+    np.maximum.at(peak, labels[inside], prob[inside])
+    return peak[1:]
+
+
 def _polygon_moments(prob, labels, n, level):
-    """Area, first and second moments and perimeter of each label's contours.
+    """Area, first and second moments and perimeter of each label's contours."""
+    part = _contour_moments(prob, labels, level)
+    return {
+        k: np.bincount(part["owner"] - 1, v, minlength=n) for k, v in part.items() if k != "owner"
+    }
+
+
+def _contour_moments(prob, labels, level):
+    """Moments of every closed contour, with the label that owns each.
 
     Contours come from marching squares on the zero-padded map, so every
     contour is closed. Each is assigned to the label of the pixel inside it
@@ -156,11 +183,13 @@ def _polygon_moments(prob, labels, n, level):
     """
     padded = np.pad(np.asarray(prob, np.float64), 1)
     contours = [c for c in find_contours(padded, level) if len(c) > 2]
-    keys = ("area", "sx", "sy", "sxx", "syy", "sxy", "perimeter")
-    out = {k: np.zeros(n) for k in keys}
+    owner = _owners(np.array([c[0] for c in contours]).reshape(-1, 2), padded, labels, level)
+    valid = owner > 0
+    contours = [c for c, ok in zip(contours, valid, strict=True) if ok]
     if not contours:
-        return out
-    owner = _owners(np.array([c[0] for c in contours]), padded, labels, level)
+        return {k: np.zeros(0) for k in ("area", "sx", "sy", "sxx", "syy", "sxy", "perimeter")} | {
+            "owner": np.zeros(0, int)
+        }
     lengths = np.array([len(c) for c in contours])
     pts = np.concatenate(contours) - 1.0  # back to unpadded pixel coordinates
     y, x = pts[:, 0], pts[:, 1]
@@ -177,16 +206,12 @@ def _polygon_moments(prob, labels, n, level):
         "syy": (y * y + y * y1 + y1 * y1) * cross / 12,
         "sxy": (x * y1 + 2 * x * y + 2 * x1 * y1 + x1 * y) * cross / 24,
     }
-    per_contour = {k: np.add.reduceat(v, starts) for k, v in terms.items()}
-    seg = np.hypot(x1 - x, y1 - y)
-    per_contour["perimeter"] = np.add.reduceat(seg, starts)
-    valid = owner > 0
-    for k in keys:
-        out[k] = np.bincount(owner[valid] - 1, per_contour[k][valid], minlength=n)
-    if out["area"].sum() < 0:  # orientation convention of find_contours
-        for k in keys[:-1]:
-            out[k] = -out[k]
-    return out
+    part = {k: np.add.reduceat(v, starts) for k, v in terms.items()}
+    if part["area"].sum() < 0:  # orientation convention of find_contours
+        part = {k: -v for k, v in part.items()}
+    part["perimeter"] = np.add.reduceat(np.hypot(x1 - x, y1 - y), starts)
+    part["owner"] = owner[valid]
+    return part
 
 
 def _owners(vertices, padded, labels, level):

@@ -109,7 +109,7 @@ def anomaly_scores(
     >>> atoms = make_atoms({"x": np.arange(303.0), "y": np.zeros(303), "area": area,
     ...                     "circularity": rng.normal(0.96, 0.01, 303)})
     >>> score = anomaly_scores(atoms)
-    >>> (score > 0).sum(), bool(score.iloc[-3:].gt(0).all())
+    >>> int((score > 0).sum()), bool(score.iloc[-3:].gt(0).all())
     (3, True)
     """
     method = _check_choice(method, ANOMALY_METHODS, "method")
@@ -236,7 +236,7 @@ def cluster(
     >>> area = np.r_[np.linspace(19, 21, 40), np.linspace(9, 10, 10)]
     >>> atoms = make_atoms({"x": np.arange(50.0), "y": np.zeros(50), "area": area})
     >>> labels = cluster(atoms, ["area"], rng=0)
-    >>> labels.iloc[:40].eq(0).all() and labels.iloc[40:].eq(1).all()
+    >>> labels.tolist() == [0] * 40 + [1] * 10
     True
     """
     method = _check_choice(method, CLUSTER_METHODS, "method")
