@@ -10,6 +10,8 @@ from scipy.spatial import cKDTree
 
 __all__ = ["detection_scores", "match_points"]
 
+_NO_EDGE = 1e6  # a missing pair costs more than any set of real ones: most pairs win
+
 
 def match_points(truth: np.ndarray, found: np.ndarray, tol: float = 2.0):
     """Match true to found points one to one, within ``tol`` px, minimising total distance.
@@ -35,24 +37,27 @@ def match_points(truth: np.ndarray, found: np.ndarray, tol: float = 2.0):
     pairs = cKDTree(truth).sparse_distance_matrix(cKDTree(found), tol, output_type="coo_matrix")
     if pairs.nnz == 0:
         return empty, empty, np.empty(0)
-    ti, fi, dist = [], [], []
+    rows, cols, dist = pairs.row, pairs.col, pairs.data
     n_t = len(truth)
-    graph = coo_matrix(
-        (np.ones(pairs.nnz), (pairs.row, pairs.col + n_t)), shape=(n_t + len(found),) * 2
-    )
+    graph = coo_matrix((np.ones(pairs.nnz), (rows, cols + n_t)), shape=(n_t + len(found),) * 2)
     _, comp = connected_components(graph, directed=False)
-    for c in np.unique(comp[pairs.row]):  # solve each cluster of candidates on its own
-        sel = comp[pairs.row] == c
-        rows, cols, d = pairs.row[sel], pairs.col[sel], pairs.data[sel]
-        ur, uc = np.unique(rows), np.unique(cols)
-        cost = np.full((len(ur), len(uc)), 1e6)
-        cost[np.searchsorted(ur, rows), np.searchsorted(uc, cols)] = d
-        r, k = linear_sum_assignment(cost)
-        ok = cost[r, k] < 1e6
-        ti.append(ur[r[ok]])
-        fi.append(uc[k[ok]])
-        dist.append(cost[r[ok], k[ok]])
-    return np.concatenate(ti), np.concatenate(fi), np.concatenate(dist)
+    order = np.argsort(comp[rows], kind="stable")  # candidate pairs grouped by cluster
+    splits = np.flatnonzero(np.diff(comp[rows][order])) + 1
+    out = []
+    for group in np.split(order, splits):  # solve each cluster of candidates on its own
+        r, c, d = rows[group], cols[group], dist[group]
+        if len(group) == 1:
+            out.append((r[0], c[0], d[0]))
+            continue
+        ur, ri = np.unique(r, return_inverse=True)
+        uc, ci = np.unique(c, return_inverse=True)
+        cost = np.full((len(ur), len(uc)), _NO_EDGE)
+        cost[ri, ci] = d
+        a, b = linear_sum_assignment(cost)
+        keep = cost[a, b] < _NO_EDGE
+        out.extend(zip(ur[a[keep]], uc[b[keep]], cost[a[keep], b[keep]], strict=True))
+    out = np.array(out, float).reshape(-1, 3)
+    return out[:, 0].astype(int), out[:, 1].astype(int), out[:, 2]
 
 
 def detection_scores(truth, found, *, tol: float = 2.0, shape=None, margin: float = 0.0) -> dict:

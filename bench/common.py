@@ -33,12 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
 from atomstat.fcn.train import HELDOUT_SEED
+from atomstat.metrics import match_points
 from atomstat.simulate import Defects, Regions, Stem, simulate_lattice
 
 MAX_DIST = 2.0
@@ -195,48 +192,9 @@ def heldout_scene(
 
 
 def match(found: np.ndarray, truth: np.ndarray, max_dist: float = MAX_DIST):
-    """One-to-one matching of found to true positions within ``max_dist`` px.
-
-    Maximises the number of pairs, then minimises their summed distance.
-
-    Returns
-    -------
-    pairs : ndarray of shape (K, 2), int
-        (found index, truth index) of each matched pair.
-    """
-    found = np.asarray(found, float).reshape(-1, 2)
-    truth = np.asarray(truth, float).reshape(-1, 2)
-    if not len(found) or not len(truth):
-        return np.empty((0, 2), int)
-    sparse = cKDTree(found).sparse_distance_matrix(
-        cKDTree(truth), max_dist, output_type="coo_matrix"
-    )
-    if sparse.nnz == 0:
-        return np.empty((0, 2), int)
-    rows, cols, dist = sparse.row, sparse.col, sparse.data
-    nf = len(found)
-    graph = coo_matrix(
-        (np.ones(len(rows)), (rows, cols + nf)), shape=(nf + len(truth),) * 2
-    ).tocsr()
-    _, comp = connected_components(graph, directed=False)
-    edge_comp = comp[rows]
-    order = np.argsort(edge_comp, kind="stable")
-    splits = np.flatnonzero(np.diff(edge_comp[order])) + 1
-    out = []
-    for group in np.split(order, splits):
-        r, c, d = rows[group], cols[group], dist[group]
-        if len(group) == 1:
-            out.append((r[0], c[0]))
-            continue
-        ur, ri = np.unique(r, return_inverse=True)
-        uc, ci = np.unique(c, return_inverse=True)
-        big = 1e6  # a missing edge costs more than any set of real edges
-        cost = np.full((len(ur), len(uc)), big)
-        cost[ri, ci] = d
-        a, b = linear_sum_assignment(cost)
-        keep = cost[a, b] < big
-        out.extend(zip(ur[a[keep]], uc[b[keep]], strict=True))
-    return np.array(out, int).reshape(-1, 2)
+    """One-to-one matching (atomstat.metrics.match_points) as (found index, truth index) pairs."""
+    ti, fi, _ = match_points(truth, found, max_dist)
+    return np.column_stack([fi, ti]).astype(int)
 
 
 def evaluate(found, scene: Scene, *, interior: float = 0.0) -> dict:
