@@ -1,4 +1,4 @@
-"""Command-line interface: ``atomstat analyze``, ``atomstat train``.
+"""Command-line interface: ``atomstat analyze``, ``atomstat train``, ``atomstat track``.
 
 Each subcommand parses its arguments and calls the library; no analysis
 logic lives here.
@@ -28,6 +28,7 @@ def _train(args) -> int:
         seed=args.seed,
         batchnorm=not args.no_batchnorm,
         init=args.init,
+        dose=tuple(args.dose),
         command="atomstat " + shlex.join(sys.argv[1:]),
     )
     train(config, args.out)
@@ -59,7 +60,11 @@ def _analyze(args) -> int:
         stem = Path(name).stem
         image = signal.data if signal.data.ndim == 2 else signal.data[0]
         if args.anomalies:
-            atoms = _write_anomalies(out, stem, image, atoms, args)
+            try:
+                atoms = _write_anomalies(out, stem, image, atoms, args, source=name)
+            except ValueError as exc:  # e.g. a descriptor column that does not exist
+                log.error("no anomalies for %s: %s", name, exc)
+                failed.append(name)
         write_csv(atoms, out / f"{stem}_atoms.csv")
         first = atoms[atoms["frame"] == 0]
         save_overlay(
@@ -74,7 +79,7 @@ def _analyze(args) -> int:
     return 1 if failed else 0
 
 
-def _write_anomalies(out, stem, image, atoms, args):
+def _write_anomalies(out, stem, image, atoms, args, *, source):
     """Flag anomalies, label them, write the annotated figure and the session; return the
     labelled table."""
     from .export import write_figure
@@ -96,7 +101,8 @@ def _write_anomalies(out, stem, image, atoms, args):
         unlabelled="lattice",
         scatter=columns[:2] if len(columns) > 1 else None,
     )
-    save_session(out / f"{stem}_session.json", atoms, labels, params={"anomalies": args.anomalies})
+    params = {"anomalies": args.anomalies, "threshold": args.threshold}
+    save_session(out / f"{stem}_session.json", atoms, labels, params=params, source=source)
     log.info(
         "%s: %d anomalies (%s on %s)",
         stem,
@@ -117,6 +123,84 @@ def _evaluate(args) -> int:
     card = write_card(out, heldout, evaluate_command="atomstat " + shlex.join(sys.argv[1:]))
     log.info("held-out F1 %.4f, RMSE %.3f px; card: %s", heldout["f1"], heldout["rmse_px"], card)
     return 0
+
+
+def _track(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .errors import AtomstatError
+    from .export import write_csv
+    from .io import load
+    from .track import get_drift, track
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.movie).stem
+    try:
+        signal = load(args.movie, lazy=True)  # frames are read chunk by chunk
+        if args.dumbbells:
+            from .dumbbells import find_dumbbells
+
+            table = find_dumbbells(
+                signal,
+                method=args.method,
+                model=args.model,
+                threshold=args.threshold,
+                reference=args.reference,
+                progress=True,
+            )
+        else:
+            from .pipeline import analyze
+
+            table = analyze(
+                signal, threshold=args.threshold or 0.5, model=args.model, progress=True
+            )
+        tracks = track(table, images=signal, search_range=args.search_range, memory=args.memory)
+    except (AtomstatError, ValueError, OSError) as exc:
+        log.error("cannot track %s: %s", args.movie, exc)
+        return 1
+    write_csv(tracks, out / f"{stem}_tracks.csv")
+    write_csv(get_drift(tracks), out / f"{stem}_drift.csv")
+    first = signal.data[0] if signal.data.ndim == 3 else signal.data
+    _track_figures(out, stem, np.asarray(first), tracks, args)
+    log.info(
+        "%s: %d %s in %d tracks -> %s",
+        stem,
+        len(tracks),
+        "dumbbells" if args.dumbbells else "atoms",
+        tracks["particle"].nunique(),
+        out,
+    )
+    return 0
+
+
+def _track_figures(out, stem, image, tracks, args):
+    """The first frame with its tracks numbered and, for dumbbells, the angle plots."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .plot import plot_angle_distribution, plot_angle_series, plot_dumbbells, save_overlay
+
+    first = tracks[tracks["frame"] == tracks["frame"].min()]
+    if not args.dumbbells:
+        save_overlay(out / f"{stem}_overlay.png", image, first, title=f"{stem}: frame 0")
+        return
+    sizes = tracks.groupby("particle").size().sort_values(ascending=False, kind="stable")
+    chosen = args.particles or list(first["particle"][first["particle"].isin(sizes.index[:6])])
+    fig, ax = plt.subplots(figsize=(7, 7 * image.shape[0] / image.shape[1]))
+    plot_dumbbells(image, first, ax=ax, highlight=chosen)
+    fig.savefig(out / f"{stem}_overlay.png", dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    plot_angle_distribution(tracks, ax=ax1)
+    plot_angle_series(tracks, chosen or None, ax=ax2)
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}_angles.png", dpi=150)
+    plt.close(fig)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -158,6 +242,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--learning-rate", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument(
+        "--dose",
+        type=float,
+        nargs=2,
+        default=(8.0, 400.0),
+        metavar=("LOW", "HIGH"),
+        help="range of simulated STEM doses, counts at a host column (default 8 400)",
+    )
+    t.add_argument(
         "--init", default=None, help="start from the weights of a training checkpoint (.ckpt.keras)"
     )
     t.add_argument(
@@ -171,6 +263,45 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="the .keras file written by atomstat train")
     e.add_argument("--images", type=int, default=120, help="held-out scenes (default 120)")
     e.set_defaults(func=_evaluate)
+
+    k = sub.add_parser("track", help="follow atoms or dumbbells through a movie")
+    k.add_argument("movie", help="an image stack (T, H, W) in any format atomstat.load reads")
+    k.add_argument("--out", required=True, help="folder for <name>_tracks.csv, _drift.csv, figures")
+    k.add_argument(
+        "--dumbbells", action="store_true", help="pair the columns into dumbbells and track those"
+    )
+    k.add_argument(
+        "--method",
+        choices=("columns", "blob"),
+        default="columns",
+        help="dumbbell angles from the two columns (default) or from the merged blob's ellipse",
+    )
+    k.add_argument(
+        "--threshold",
+        type=_probability,
+        default=None,
+        help="contour level (default 0.5; 0.2 on the smoothed map for --method blob)",
+    )
+    k.add_argument("--model", default=None, help="a .keras file (default: the shipped model)")
+    k.add_argument(
+        "--reference",
+        type=_reference,
+        default=None,
+        metavar="ANGLE|X0,Y0,X1,Y1",
+        help="measure angles from this direction: degrees, or two points on the image",
+    )
+    k.add_argument(
+        "--search-range", type=float, default=None, help="px per frame after drift correction"
+    )
+    k.add_argument("--memory", type=int, default=2, help="frames a feature may be missed")
+    k.add_argument(
+        "--particles",
+        type=_ids,
+        default=None,
+        metavar="IDS",
+        help="comma-separated tracks for the angle plot (default: 6 of the longest)",
+    )
+    k.set_defaults(func=_track)
     return p
 
 
@@ -182,6 +313,25 @@ def _probability(text):
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
     return value
+
+
+def _ids(text):
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated integers: {text!r}") from None
+
+
+def _reference(text):
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 4 numbers: {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 4:
+        return (tuple(values[:2]), tuple(values[2:]))
+    raise argparse.ArgumentTypeError(f"give an angle or x0,y0,x1,y1, got {text!r}")
 
 
 def main(argv=None) -> int:

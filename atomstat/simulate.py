@@ -566,7 +566,9 @@ def _stm_image(clean, imaging, rng):
     return img
 
 
-def random_scene(rng=None, shape=(128, 128), *, mode=None, sigma=(1.3, 3.4)) -> Simulation:
+def random_scene(
+    rng=None, shape=(128, 128), *, mode=None, sigma=(1.3, 3.4), dose=(8.0, 400.0)
+) -> Simulation:
     """Draw one training or test scene with random lattice, defects and imaging.
 
     The scenes cover every lattice kind, interfaces, holes, edges, amorphous
@@ -582,6 +584,8 @@ def random_scene(rng=None, shape=(128, 128), *, mode=None, sigma=(1.3, 3.4)) -> 
         Imaging mode; None draws STEM with probability 0.75.
     sigma : tuple of float
         Range of host column widths (px).
+    dose : tuple of float
+        Range of STEM doses (host peak counts), drawn log-uniformly.
 
     Returns
     -------
@@ -621,7 +625,7 @@ def random_scene(rng=None, shape=(128, 128), *, mode=None, sigma=(1.3, 3.4)) -> 
     )
     if mode == "stem":
         imaging = Stem(
-            dose=float(np.exp(rng.uniform(np.log(8), np.log(400)))),
+            dose=float(np.exp(rng.uniform(np.log(dose[0]), np.log(dose[1])))),
             background=rng.uniform(0, 0.4),
             blur=rng.uniform(0, 1.0) * (rng.random() < 0.5),
             scan_jitter=rng.uniform(0, 0.3) * (rng.random() < 0.3),

@@ -111,7 +111,8 @@ convolutions on saving, so the shipped graph is exactly the paper's network.
 - Simulator settings: `atomstat.simulate.random_scene` with atom width sigma in {c["sigma"]} px,
   STM-like scenes with probability {c["stm_fraction"]}; every batch freshly simulated (all
   lattice kinds, interfaces, holes, edges, amorphous patches, vacancies, dopants, adatoms, strain;
-  STEM doses 8-400 with blur, scan jitter and drift; STM noise, scars, tilt, tip changes).
+  STEM doses {c.get("dose", (8, 400))} counts with blur, scan jitter and drift; STM noise, scars,
+  tilt, tip changes).{_provenance(meta.get("init_record"))}
 - Trained in {meta["train_seconds"] / 60:.0f} min on {meta.get("platform", "CPU")},
   Keras {meta["keras"]}.
 
@@ -128,3 +129,20 @@ convolutions on saving, so the shipped graph is exactly the paper's network.
 |---|---|---|---|---|---|---|
 {scores}
 """
+
+
+def _provenance(record):
+    """The training that made the checkpoint this run started from, if any."""
+    if not record:
+        return ""
+    c = record.get("config", {})
+    if not c:
+        return f"\n- Started from the checkpoint {record.get('checkpoint')}."
+    h = record.get("history", {})
+    loss = h.get("loss", [float("nan")])[-1]
+    return (
+        f"\n- Started from the checkpoint of an earlier run: `{c.get('command')}` (seed "
+        f"{c.get('seed')}, {c.get('steps')} steps, doses {c.get('dose', (8, 400))}, final "
+        f"training loss {loss:.4f}, {record.get('train_seconds', 0) / 60:.0f} min)."
+        + _provenance(record.get("init_record"))
+    )

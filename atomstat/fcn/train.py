@@ -42,6 +42,7 @@ class TrainConfig:
     learning_rate: float = 2e-3
     seed: int = 0
     sigma: tuple = (1.3, 3.4)
+    dose: tuple = (8.0, 400.0)
     stm_fraction: float = 0.25
     checkpoint_every: int = 250
     init: str | None = None
@@ -49,13 +50,13 @@ class TrainConfig:
     notes: list = field(default_factory=list)
 
 
-def training_batch(rng, n, patch, *, sigma=(1.3, 3.4), stm_fraction=0.25):
+def training_batch(rng, n, patch, *, sigma=(1.3, 3.4), dose=(8.0, 400.0), stm_fraction=0.25):
     """A batch: normalised images (n, p, p, 1) and one-hot masks (n, p, p, 2)."""
     x = np.empty((n, patch, patch, 1), np.float32)
     y = np.empty((n, patch, patch, 2), np.float32)
     for i in range(n):
         mode = "stm" if rng.random() < stm_fraction else "stem"
-        sim = random_scene(rng, (patch, patch), mode=mode, sigma=sigma)
+        sim = random_scene(rng, (patch, patch), mode=mode, sigma=sigma, dose=dose)
         x[i, ..., 0] = normalize(sim.image)
         y[i, ..., 1] = sim.mask
         y[i, ..., 0] = 1 - sim.mask
@@ -107,6 +108,7 @@ def train(config: TrainConfig, out: str | Path, *, progress: bool = True):
         config.batch_size,
         config.patch,
         sigma=config.sigma,
+        dose=config.dose,
         stm_fraction=config.stm_fraction,
     )
     pending = pool.submit(draw)
@@ -127,6 +129,7 @@ def train(config: TrainConfig, out: str | Path, *, progress: bool = True):
             out.with_suffix(".history.json").write_text(json.dumps(history))
     pool.shutdown()
     meta = {
+        "init_record": _init_record(config.init),
         "config": asdict(config),
         "history": history,
         "python": platform.python_version(),
@@ -148,3 +151,11 @@ def _save(model, out, batchnorm):
         model.save(out.with_suffix(".ckpt.keras"))
         model = fold_batchnorm(model)
     model.save(out.with_suffix(".keras"))
+
+
+def _init_record(init):
+    """The training record of the checkpoint a run started from (None for a fresh start)."""
+    if not init:
+        return None
+    record = Path(str(init).replace(".ckpt.keras", ".train.json"))
+    return json.loads(record.read_text()) if record.is_file() else {"checkpoint": str(init)}
