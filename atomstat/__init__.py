@@ -5,14 +5,23 @@ The pipeline, one module per stage: :func:`load` (io), :func:`segment`
 Every stage reads and writes the atoms table defined in :mod:`atomstat.table`.
 """
 
+from .dumbbell_finder import find_dumbbells
+from .dumbbells import pair_dumbbells
 from .errors import AtomstatError, LoadError
+from .export import read_table, write_figure, write_table
 from .fcn.predict import segment
 from .io import load
+from .labels import LabelSet
 from .locate import locate
+from .movie import simulate_movie
 from .outliers import add_anomalies, anomaly_scores, cluster, find_anomalies
 from .pipeline import analyze
+from .register import align_frames, estimate_drift
+from .session import load_session, save_session
 from .simulate import simulate_lattice
 from .table import ATOM_COLUMNS, empty_atoms
+from .timeseries import time_series, unwrap_angles
+from .track import get_drift, track
 
 __all__ = [
     "ATOM_COLUMNS",
@@ -26,8 +35,23 @@ __all__ = [
     "anomaly_scores",
     "cluster",
     "find_anomalies",
+    "LabelSet",
+    "load_session",
+    "save_session",
+    "read_table",
+    "write_figure",
+    "write_table",
     "segment",
     "simulate_lattice",
+    "find_dumbbells",
+    "pair_dumbbells",
+    "simulate_movie",
+    "time_series",
+    "unwrap_angles",
+    "align_frames",
+    "estimate_drift",
+    "get_drift",
+    "track",
 ]
 
 __version__ = "0.1.0"

@@ -29,6 +29,7 @@ def _train(args) -> int:
         batchnorm=not args.no_batchnorm,
         init=args.init,
         dose=tuple(args.dose),
+        upsampled=args.upsampled,
         command="atomstat " + shlex.join(sys.argv[1:]),
     )
     train(config, args.out)
@@ -141,7 +142,7 @@ def _track(args) -> int:
     try:
         signal = load(args.movie, lazy=True)  # frames are read chunk by chunk
         if args.dumbbells:
-            from .dumbbells import find_dumbbells
+            from .dumbbell_finder import find_dumbbells
 
             table = find_dumbbells(
                 signal,
@@ -250,6 +251,12 @@ def _parser() -> argparse.ArgumentParser:
         help="range of simulated STEM doses, counts at a host column (default 8 400)",
     )
     t.add_argument(
+        "--upsampled",
+        type=float,
+        default=0.0,
+        help="fraction of scenes with small atoms, upsampled as segment() does (default 0)",
+    )
+    t.add_argument(
         "--init", default=None, help="start from the weights of a training checkpoint (.ckpt.keras)"
     )
     t.add_argument(
@@ -264,6 +271,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--images", type=int, default=120, help="held-out scenes (default 120)")
     e.set_defaults(func=_evaluate)
 
+    _track_parser(sub)
+    return p
+
+
+def _track_parser(sub) -> None:
     k = sub.add_parser("track", help="follow atoms or dumbbells through a movie")
     k.add_argument("movie", help="an image stack (T, H, W) in any format atomstat.load reads")
     k.add_argument("--out", required=True, help="folder for <name>_tracks.csv, _drift.csv, figures")
@@ -302,7 +314,6 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated tracks for the angle plot (default: 6 of the longest)",
     )
     k.set_defaults(func=_track)
-    return p
 
 
 def _probability(text):

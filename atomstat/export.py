@@ -115,7 +115,7 @@ def table_metadata(atoms: pd.DataFrame, metadata: dict | None = None) -> dict:
     meta["dtypes"] = {c: str(t) for c, t in atoms.dtypes.items()}
     meta["index"] = atoms.index.name
     meta["categories"] = {
-        c: _jsonable(list(atoms[c].cat.categories))
+        c: {"values": _jsonable(list(t.categories)), "ordered": bool(t.ordered)}
         for c, t in atoms.dtypes.items()
         if isinstance(t, pd.CategoricalDtype)
     }
@@ -214,8 +214,15 @@ def _table_format(path):
 
 
 def _jsonable(value):
-    """A JSON-ready copy: numpy scalars and arrays to Python, paths and others to str."""
-    return json.loads(json.dumps(value, default=_json_default))
+    """A JSON-ready copy: numpy scalars and arrays to Python, paths and others to str,
+    NaN and infinities to None."""
+    text = json.dumps(value, default=_json_default)
+    return json.loads(text, parse_constant=lambda _: None)
+
+
+def _missing(value) -> bool:
+    """True for None, NaN and pd.NA (not for lists or other containers)."""
+    return value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
 
 
 def _json_default(value):
@@ -263,10 +270,10 @@ def _hdf5_column(column: pd.Series):
     """Numbers and booleans as they are; categories as integer codes; objects as JSON text."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         return column.cat.codes.to_numpy()
-    if column.dtype == object:
+    if column.dtype.kind == "O":  # object and str columns
         import h5py
 
-        text = [json.dumps(v, default=_json_default) for v in column]
+        text = [json.dumps(None if _missing(v) else v, default=_json_default) for v in column]
         return np.array(text, dtype=h5py.string_dtype())
     return column.to_numpy()
 
@@ -288,7 +295,8 @@ def _read_hdf5(path):
 
 def _hdf5_restore(raw, dtype, categories):
     if dtype == "category":
-        return pd.Categorical.from_codes(raw.astype(int), categories=categories)
-    if dtype == "object":
-        return np.array([json.loads(v) for v in raw], dtype=object)
+        cats, ordered = categories["values"], categories["ordered"]
+        return pd.Categorical.from_codes(raw.astype(int), categories=cats, ordered=ordered)
+    if raw.dtype.kind == "O":  # JSON text of an object or str column
+        return pd.array([json.loads(v) for v in raw], dtype=dtype)
     return raw.astype(dtype)

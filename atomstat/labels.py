@@ -212,7 +212,7 @@ class LabelSet:
     def apply(self, atoms: pd.DataFrame) -> pd.DataFrame:
         """A copy of ``atoms`` with the ``label`` and ``label_source`` columns."""
         out = atoms.copy()
-        out["label"] = self.labels(atoms.index).to_numpy()
+        out["label"] = self.labels(atoms.index).array  # categorical: the classes in order
         out["label_source"] = self.sources(atoms.index).to_numpy()
         return out
 

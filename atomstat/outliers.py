@@ -46,7 +46,7 @@ CLUSTER_METHODS = ("gmm", "kmeans", "dbscan")
 DEFAULT_COLUMNS = ("area", "circularity")
 DEFAULT_FENCE = 5.0
 _MAX_AUTO_CLUSTERS = 6
-_GMM = {"n_init": 2, "init_params": "k-means++"}
+_GMM = {"init_params": "k-means++"}
 
 
 def anomaly_scores(
@@ -216,7 +216,8 @@ def cluster(
     n_clusters : int or "auto"
         Number of clusters for "gmm" and "kmeans". "auto" picks it from 1 to
         6 by the Bayesian information criterion (gmm) or from 2 to 6 by the
-        silhouette score (kmeans). DBSCAN finds its own number.
+        silhouette score (kmeans), with at least about 5 atoms per cluster.
+        DBSCAN finds its own number.
     exclude_edge : bool
         Leave atoms cut by the border out (cluster -1).
     rng : None, int or numpy.random.Generator
@@ -352,28 +353,27 @@ def _fit_clusters(method, X, n_clusters, rng, params):
         from sklearn.cluster import DBSCAN
 
         return DBSCAN(**{"eps": 0.5, "min_samples": 5, **params}).fit_predict(X)
+    if n_clusters != "auto" and n_clusters > n:
+        raise ValueError(f"n_clusters={n_clusters} exceeds the {n} atoms to cluster")
+    if n == 1:
+        return np.zeros(1, int)
+    k_max = max(1, min(_MAX_AUTO_CLUSTERS, n // 5))  # at least about 5 atoms per cluster
     if method == "gmm":
         from sklearn.mixture import GaussianMixture
 
-        def fit(k):
-            return GaussianMixture(k, random_state=seed, **{**_GMM, **params}).fit(X)
-
-        ks = range(1, min(_MAX_AUTO_CLUSTERS, n) + 1) if n_clusters == "auto" else [n_clusters]
-        models = [fit(k) for k in ks if k <= n]
-        if not models:
-            raise ValueError(f"n_clusters={n_clusters} exceeds the {n} atoms to cluster")
-        best = min(models, key=lambda m: m.bic(X))
-        return best.predict(X)
+        auto = n_clusters == "auto"
+        ks = range(1, k_max + 1) if auto else [n_clusters]
+        settings = {**_GMM, "n_init": 1 if auto else 2, **params}  # one start per k keeps auto fast
+        models = [GaussianMixture(k, random_state=seed, **settings).fit(X) for k in ks]
+        return min(models, key=lambda m: m.bic(X)).predict(X)
     from sklearn.cluster import KMeans
 
-    def km(k):
+    def kmeans(k):
         return KMeans(k, random_state=seed, **{"n_init": 4, **params}).fit(X)
 
     if n_clusters != "auto":
-        if n_clusters > n:
-            raise ValueError(f"n_clusters={n_clusters} exceeds the {n} atoms to cluster")
-        return km(n_clusters).labels_
-    return _best_silhouette([km(k) for k in range(2, min(_MAX_AUTO_CLUSTERS, n - 1) + 1)], X, n)
+        return kmeans(n_clusters).labels_
+    return _best_silhouette([kmeans(k) for k in range(2, k_max + 1)], X, n)
 
 
 def _best_silhouette(models, X, n):

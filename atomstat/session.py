@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .export import _jsonable, atomic_path
+from .export import _jsonable, _missing, atomic_path
 from .labels import LabelSet
 
 __all__ = ["Session", "file_sha256", "load_session", "save_session"]
@@ -194,6 +194,7 @@ def _table_to_json(atoms: pd.DataFrame) -> dict:
         entry = {"name": str(name), "dtype": str(col.dtype)}
         if isinstance(col.dtype, pd.CategoricalDtype):
             entry["categories"] = _jsonable(list(col.cat.categories))
+            entry["ordered"] = bool(col.cat.ordered)
             entry["values"] = col.cat.codes.tolist()
         else:
             entry["values"] = _column_values(col)
@@ -210,8 +211,8 @@ def _column_values(col: pd.Series) -> list:
         return [None if np.isnan(v) else (str(v) if np.isinf(v) else float(v)) for v in values]
     if kind in "iub":
         return col.tolist()
-    if kind == "O":
-        return _jsonable(col.tolist())
+    if kind == "O":  # object and str columns
+        return _jsonable([None if _missing(v) else v for v in col.tolist()])
     raise TypeError(f"column {col.name!r} has dtype {col.dtype}, which a session cannot store")
 
 
@@ -226,9 +227,11 @@ def _table_from_json(table: dict) -> pd.DataFrame:
 def _restore(entry):
     dtype, values = entry["dtype"], entry["values"]
     if dtype == "category":
-        return pd.Categorical.from_codes(values, categories=entry["categories"])
-    if dtype == "object":
-        return np.array(values, dtype=object)
-    if np.dtype(dtype).kind == "f":
+        cats, ordered = entry["categories"], entry.get("ordered", False)
+        return pd.Categorical.from_codes(values, categories=cats, ordered=ordered)
+    kind = pd.api.types.pandas_dtype(dtype).kind
+    if kind == "O":  # object and str columns
+        return pd.array(values, dtype=dtype)
+    if kind == "f":
         return np.array([np.nan if v is None else float(v) for v in values], dtype=dtype)
     return np.array(values, dtype=dtype)

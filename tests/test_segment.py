@@ -160,7 +160,7 @@ def test_resample_factor_native_range(sigma):
 @pytest.mark.parametrize("sigma", [0.7, 1.2, 1.49, 3.01, 4.4, 9.0])
 def test_resample_factor_outside_brings_atoms_to_the_canonical_width(sigma):
     assert resample_factor(sigma) == pytest.approx(CANONICAL_SIGMA / sigma)
-    assert CANONICAL_SIGMA == 2.2 and NATIVE_SIGMA == (1.5, 3.0)
+    assert CANONICAL_SIGMA == 2.2 and NATIVE_SIGMA == (1.2, 3.6)
 
 
 def test_resample_factor_unknown_width():
