@@ -18,6 +18,7 @@ from atomstat.examples import examples
 
 __all__ = ["AppState", "bundled_examples", "format_status"]
 
+
 def bundled_examples() -> dict[str, Path]:
     """Return the example images shipped with atomstat, keyed by display name."""
     return {name.replace("_", " "): path for name, path in examples().items()}

@@ -9,8 +9,9 @@ from atomstat.simulate import Stem, simulate_lattice
 
 
 def test_analyze_writes_table_and_overlay_and_skips_bad_files(tmp_path):
-    sim = simulate_lattice("hexagonal", shape=(160, 160), spacing=16, sigma=2.2,
-                           imaging=Stem(dose=100), rng=7)
+    sim = simulate_lattice(
+        "hexagonal", shape=(160, 160), spacing=16, sigma=2.2, imaging=Stem(dose=100), rng=7
+    )
     good = tmp_path / "lattice.npy"
     np.save(good, sim.image)
     bad = tmp_path / "broken.tif"

@@ -37,13 +37,25 @@ def _f1(found, truth, tol=2.0):
 
 @pytest.mark.parametrize(
     ("kind", "spacing", "sigma", "dose"),
-    [("square", 16, 2.2, 100), ("hexagonal", 14, 1.8, 60), ("honeycomb", 15, 2.0, 200),
-     ("dumbbell", 7, 2.0, 100), ("amorphous", 16, 2.4, 60), ("square", 40, 5.5, 100)],
+    [
+        ("square", 16, 2.2, 100),
+        ("hexagonal", 14, 1.8, 60),
+        ("honeycomb", 15, 2.0, 200),
+        ("dumbbell", 7, 2.0, 100),
+        ("amorphous", 16, 2.4, 60),
+        ("square", 40, 5.5, 100),
+    ],
 )
 def test_shipped_model_finds_simulated_atoms(kind, spacing, sigma, dose):
-    sim = simulate_lattice(kind, shape=(256, 256), spacing=spacing, sigma=sigma,
-                           defects=Defects(vacancies=0.02, dopants=0.02),
-                           imaging=Stem(dose=dose), rng=123)
+    sim = simulate_lattice(
+        kind,
+        shape=(256, 256),
+        spacing=spacing,
+        sigma=sigma,
+        defects=Defects(vacancies=0.02, dopants=0.02),
+        imaging=Stem(dose=dose),
+        rng=123,
+    )
     atoms = atomstat.analyze(sim.image)
     inside = atoms[~atoms.edge]
     truth = sim.atoms[["x", "y"]].to_numpy()
