@@ -1,0 +1,30 @@
+"""Figures. The only subpackage that draws.
+
+Functions take ``ax=None`` and return the axes; they never show or print.
+"""
+
+from .atoms import plot_atoms, save_overlay
+from .labels import (
+    add_scale_bar,
+    annotated_figure,
+    label_groups,
+    nice_length,
+    plot_descriptors,
+    plot_labels,
+)
+from .movies import plot_angle_distribution, plot_angle_series, plot_drift, plot_dumbbells
+
+__all__ = [
+    "add_scale_bar",
+    "annotated_figure",
+    "label_groups",
+    "nice_length",
+    "plot_angle_distribution",
+    "plot_angle_series",
+    "plot_atoms",
+    "plot_descriptors",
+    "plot_drift",
+    "plot_dumbbells",
+    "plot_labels",
+    "save_overlay",
+]
