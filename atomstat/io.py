@@ -49,6 +49,7 @@ __all__ = ["EXTENSIONS", "MIN_SIDE", "NM_PER_UNIT", "load"]
 log = logging.getLogger(__name__)
 
 MIN_SIDE = 16
+_FRAME_CHUNKS = (16,)  # lazy stacks: frames per chunk, as atomstat.analyze reads them
 """Smallest image side, in pixels, that atomstat analyses."""
 
 _PILLOW_EXTENSIONS = {".png", ".jpg", ".jpeg"}
@@ -237,7 +238,7 @@ def _read_numpy(path: Path, lazy: bool):
     except Exception as exc:
         raise _unreadable(path, exc) from exc
     if lazy and data.ndim >= 2:
-        return da.from_array(data, chunks=("auto",) * (data.ndim - 2) + (-1, -1))
+        return da.from_array(data, chunks=_FRAME_CHUNKS[: data.ndim - 2] + (-1, -1))
     return da.from_array(data) if lazy else data
 
 
@@ -291,7 +292,7 @@ def _read_plain_hdf5(path: Path, lazy: bool):
         file.close()
         raise
     if lazy:
-        return da.from_array(dataset, chunks=("auto",) * (dataset.ndim - 2) + (-1, -1)), hints
+        return da.from_array(dataset, chunks=_FRAME_CHUNKS[: dataset.ndim - 2] + (-1, -1)), hints
     with file:
         return dataset[()], hints
 
@@ -414,7 +415,7 @@ def _fill_nonfinite(signal, path: Path) -> None:
     """Replace NaN/inf pixels by the median of the finite pixels of their frame."""
     data = signal.data
     if isinstance(data, da.Array):
-        whole_frames = {data.ndim - 2: -1, data.ndim - 1: -1}
+        whole_frames = {data.ndim - 2: -1, data.ndim - 1: -1, **({0: 16} if data.ndim == 3 else {})}
         signal.data = data.rechunk(whole_frames).map_blocks(
             _fill_block, path=str(path), dtype=np.float32
         )

@@ -78,12 +78,15 @@ def analyze(data, *, threshold: float = 0.5, model=None, progress: bool = False)
         )
     sigma = estimate_sigma(first) if min(first.shape) >= 16 else float("nan")
     tables = []
-    for start in _progress(range(0, len(frames), _FRAMES_PER_CHUNK), progress, len(frames)):
+    bar = _progress(progress, len(frames))
+    for start in range(0, len(frames), _FRAMES_PER_CHUNK):
         chunk = np.asarray(frames[start : start + _FRAMES_PER_CHUNK], np.float32)
         prob = segment(chunk, model=model, sigma=_refine_sigma(sigma))
         atoms = locate(prob, chunk, threshold=threshold, sigma=_refine_sigma(sigma))
         atoms["frame"] += start
         tables.append(atoms)
+        bar.update(len(chunk))
+    bar.close()
     atoms = concat_frames(tables)
     atoms.attrs.update(attrs)
     atoms.attrs.update({"model": _model_name(model), "threshold": threshold, "sigma": sigma})
@@ -113,9 +116,8 @@ def _model_name(model):
     return getattr(model, "name", type(model).__name__)
 
 
-def _progress(iterable, enabled, total):
-    if not enabled or total <= _FRAMES_PER_CHUNK:
-        return iterable
+def _progress(enabled, total):
+    """A progress bar over the frames (disabled for single images or when not asked)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc="frames", unit_scale=_FRAMES_PER_CHUNK)
+    return tqdm(total=total, desc="frames", unit="frame", disable=not enabled or total < 2)
