@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .gaussians import render
-from .simulate import Stem, _stem_image
+from .imaging import stem_image
+from .simulate import Stem
 from .table import make_atoms
 
 __all__ = ["Movie", "dumbbell_lattice", "simulate_movie"]
@@ -158,7 +159,7 @@ def simulate_movie(
         cols = _columns(xy, angles[t], separation)
         img = render(cols.reshape(-1, 2), shape, 1.0, sigma, sigma, 0.0)
         clean.append(img.astype(np.float32))
-        frames.append(_stem_image(img, imaging, rng))
+        frames.append(stem_image(img, imaging, rng))
         rows.append(_truth_rows(t, xy, angles[t], cols, separation))
     every = pd.concat(rows, ignore_index=True)
     truth = every[_inside(every.x, every.y, shape, 0.0)].reset_index(drop=True)

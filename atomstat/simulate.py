@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from .gaussians import render
+from .imaging import render_truth, stem_image, stm_clean, stm_image, target_mask
+from .lattices import LATTICES, _poisson_disc, _rot, lattice_points
 from .table import make_atoms
 
 __all__ = [
@@ -36,16 +37,6 @@ __all__ = [
     "simulate_lattice",
 ]
 
-LATTICES = (
-    "square",
-    "rectangular",
-    "hexagonal",
-    "honeycomb",
-    "centered_rectangular",
-    "oblique",
-    "dumbbell",
-    "amorphous",
-)
 
 SPECIES = ("host", "dopant", "adatom", "host2")
 
@@ -74,114 +65,6 @@ class Simulation:
     atoms: pd.DataFrame
     mask: np.ndarray
     clean: np.ndarray
-
-
-def _rot(deg):
-    t = np.deg2rad(deg)
-    return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-
-
-def _basis(kind, a, rng):
-    """Primitive vectors (2x2, rows) and basis offsets (k x 2) for a lattice kind."""
-    if kind == "square":
-        return np.array([[a, 0], [0, a]]), np.zeros((1, 2))
-    if kind == "rectangular":
-        return np.array([[a, 0], [0, a * rng.uniform(1.2, 1.8)]]), np.zeros((1, 2))
-    if kind == "hexagonal":
-        return np.array([[a, 0], [a / 2, a * np.sqrt(3) / 2]]), np.zeros((1, 2))
-    if kind == "honeycomb":
-        c = a * np.sqrt(3)
-        vecs = np.array([[c, 0], [c / 2, c * np.sqrt(3) / 2]])
-        return vecs, np.array([[0, 0], [c / 2, c / (2 * np.sqrt(3))]])
-    if kind == "centered_rectangular":
-        r = rng.uniform(1.25, 1.7)
-        vecs = np.array([[a * 1.2, 0], [0, a * 1.2 * r]])
-        return vecs, np.array([[0, 0], [a * 0.6, a * 0.6 * r]])
-    if kind == "oblique":
-        g = np.deg2rad(rng.uniform(62, 80))
-        b = a * rng.uniform(1.1, 1.5)
-        return np.array([[a, 0], [b * np.cos(g), b * np.sin(g)]]), np.zeros((1, 2))
-    if kind == "dumbbell":
-        # Si[110]-like: dumbbells on a centred rectangular lattice.
-        sep = a
-        vecs = np.array([[sep * 3.0, 0], [0, sep * 4.2]])
-        d = sep * _rot(90.0)[:, 0] / 2
-        centres = np.array([[0, 0], [sep * 1.5, sep * 2.1]])
-        return vecs, np.concatenate([centres - d, centres + d])
-    raise ValueError(f"unknown lattice kind {kind!r}; choose from {LATTICES}")
-
-
-def lattice_points(kind, shape, spacing, *, rotation=0.0, rng=None, margin=None, sites=False):
-    """Atom positions of a lattice covering an image, in (x, y) pixels.
-
-    Parameters
-    ----------
-    kind : str
-        One of :data:`LATTICES`.
-    shape : tuple of int
-        (H, W) of the image to cover.
-    spacing : float
-        Nearest-neighbour distance in px (for ``dumbbell``, the column
-        separation within a dumbbell).
-    rotation : float
-        Degrees, counter-clockwise as displayed.
-    rng : None, int or numpy.random.Generator
-    margin : float, optional
-        Extra border covered outside the image (default ``2 * spacing``).
-    sites : bool
-        Also return the basis site (0, 1, ...) of each point: the sublattice.
-
-    Returns
-    -------
-    points : ndarray of shape (N, 2)
-    site : ndarray of shape (N,), only when ``sites`` is True
-
-    Examples
-    --------
-    >>> pts = lattice_points("square", (64, 64), 16.0, rng=0)
-    >>> bool(((pts > -33) & (pts < 97)).all())
-    True
-    """
-    rng = np.random.default_rng(rng)
-    h, w = shape
-    margin = 2 * spacing if margin is None else margin
-    if kind == "amorphous":
-        pts = _poisson_disc((h + 2 * margin, w + 2 * margin), 0.85 * spacing, rng) - margin
-        return (pts, np.zeros(len(pts), int)) if sites else pts
-    vecs, offsets = _basis(kind, spacing, rng)
-    # Image-plane vectors: flip y so that "counter-clockwise as displayed" holds.
-    rot = _rot(-rotation)
-    vecs = vecs @ rot.T
-    offsets = offsets @ rot.T
-    radius = np.hypot(h, w) / 2 + margin
-    nmax = int(np.ceil(radius / min(np.linalg.norm(vecs, axis=1) * 0.5))) + 2
-    i, j = np.meshgrid(np.arange(-nmax, nmax + 1), np.arange(-nmax, nmax + 1), indexing="ij")
-    cells = i.reshape(-1, 1) * vecs[0] + j.reshape(-1, 1) * vecs[1]
-    pts = (cells[:, None, :] + offsets[None, :, :]).reshape(-1, 2)
-    site = np.tile(np.arange(len(offsets)), len(cells))
-    pts += np.array([w / 2, h / 2]) + rng.uniform(0, 1, 2) @ vecs
-    keep = ((pts[:, 0] > -margin) & (pts[:, 0] < w + margin) & (pts[:, 1] > -margin)) & (
-        pts[:, 1] < h + margin
-    )
-    return (pts[keep], site[keep]) if sites else pts[keep]
-
-
-def _poisson_disc(shape, rmin, rng):
-    """Random points with a minimum distance (dart throwing on a jittered grid)."""
-    h, w = shape
-    step = rmin * 1.05
-    gy, gx = np.mgrid[0:h:step, 0:w:step]
-    pts = np.stack([gx.ravel(), gy.ravel()], 1).astype(float)
-    pts += rng.uniform(-0.5, 0.5, pts.shape) * step * 0.9
-    pts = pts[rng.permutation(len(pts))]
-    from scipy.spatial import cKDTree
-
-    keep = np.ones(len(pts), bool)
-    tree = cKDTree(pts)
-    for i, j in sorted(tree.query_pairs(rmin)):
-        if keep[i] and keep[j]:
-            keep[j] = False
-    return pts[keep]
 
 
 # --------------------------------------------------------------------------- scene
@@ -324,12 +207,12 @@ def simulate_lattice(
     )
     if isinstance(imaging, Stem):
         truth = _drift_distort(truth, shape, imaging.drift, rng)
-        clean, peak, who = _render_truth(truth, shape)
-        image = _stem_image(clean, imaging, rng)
-        mask = _target_mask(truth, peak, who)
+        clean, peak, who = render_truth(truth, shape)
+        image = stem_image(clean, imaging, rng)
+        mask = target_mask(truth, peak, who)
     elif isinstance(imaging, Stm):
-        clean, mask = _stm_clean(truth, shape, imaging, rng)
-        image = _stm_image(clean, imaging, rng)
+        clean, mask = stm_clean(truth, shape, imaging, rng)
+        image = stm_image(clean, imaging, rng)
     else:
         raise TypeError(f"imaging must be a Stem or Stm instance, got {type(imaging).__name__}")
     inside = (truth.x > -0.5) & (truth.x < shape[1] - 0.5) & (truth.y > -0.5)
@@ -473,97 +356,6 @@ def _drift_distort(truth, shape, drift, rng):
     truth["x"] = truth.x + shear * (truth.y - h / 2)
     truth["y"] = truth.y + stretch * (truth.y - h / 2)
     return truth
-
-
-def _render_truth(truth, shape):
-    pts = truth[["x", "y"]].to_numpy()
-    return render(
-        pts,
-        shape,
-        truth.amplitude.to_numpy(),
-        truth.sigma_x.to_numpy(),
-        truth.sigma_y.to_numpy(),
-        truth.theta.to_numpy(),
-        owner=True,
-    )
-
-
-def _target_mask(truth, peak, who, tau=0.35):
-    """Blob mask: an atom owns the pixels where its own contribution is the
-    largest; it covers those above min(tau * typical amplitude, 0.6 * its
-    amplitude), so dimmer atoms give smaller blobs and every atom gives one.
-    Pixels touching another atom's blob are cleared to keep blobs apart."""
-    if len(truth) == 0:
-        return np.zeros(peak.shape, np.uint8)
-    amp = truth.amplitude.to_numpy()
-    ref = (
-        np.median(amp[(truth.species == "host").to_numpy()])
-        if (truth.species == "host").any()
-        else np.median(amp)
-    )
-    level = np.maximum(np.minimum(tau * ref, 0.6 * amp), amp * np.exp(-0.5 * 1.6**2))
-    inside = (who >= 0) & (peak >= level[np.maximum(who, 0)])
-    lab = np.pad(np.where(inside, who, -1), 1, constant_values=-1)  # no wrap-around
-    clash = np.zeros(lab.shape, bool)
-    for a, b in ((lab[1:, :], lab[:-1, :]), (lab[:, 1:], lab[:, :-1])):
-        diff = (a >= 0) & (b >= 0) & (a != b)
-        if a.shape[0] < lab.shape[0]:
-            clash[1:, :] |= diff
-            clash[:-1, :] |= diff
-        else:
-            clash[:, 1:] |= diff
-            clash[:, :-1] |= diff
-    clash = clash[1:-1, 1:-1]
-    return (inside & ~clash).astype(np.uint8)
-
-
-def _stem_image(clean, imaging, rng):
-    img = clean + imaging.background
-    if imaging.blur > 0:
-        img = ndimage.gaussian_filter(img, imaging.blur)
-    if imaging.scan_jitter > 0:
-        h, w = img.shape
-        yy, xx = np.mgrid[0:h, 0:w].astype(float)
-        xx += rng.normal(0, imaging.scan_jitter, (h, 1))
-        img = ndimage.map_coordinates(img, [yy, xx], order=1, mode="reflect")
-    return rng.poisson(np.clip(img, 0, None) * imaging.dose).astype(np.float32)
-
-
-def _stm_clean(truth, shape, imaging, rng):
-    truth = truth.copy()
-    if imaging.charge > 0:
-        field = ndimage.gaussian_filter(rng.normal(0, 1, shape), min(shape) / 10)
-        field /= field.std() + 1e-12
-        yi = np.clip(np.round(truth.y).astype(int), 0, shape[0] - 1)
-        xi = np.clip(np.round(truth.x).astype(int), 0, shape[1] - 1)
-        truth["amplitude"] = truth.amplitude * (1 + imaging.charge * np.tanh(field[yi, xi]))
-    clean, peak, who = _render_truth(truth, shape)
-    mask = _target_mask(truth, peak, who)
-    if imaging.tip_change is not None:
-        row = int(imaging.tip_change * shape[0])
-        blunt = truth.copy()
-        for c in ("sigma", "sigma_x", "sigma_y"):
-            blunt[c] = blunt[c] * 1.25
-        blunt["amplitude"] = blunt.amplitude * 0.8
-        clean2, peak2, who2 = _render_truth(blunt, shape)
-        clean[row:] = clean2[row:]
-        mask[row:] = _target_mask(blunt, peak2, who2)[row:]
-    return clean, mask
-
-
-def _stm_image(clean, imaging, rng):
-    h, w = clean.shape
-    img = clean + imaging.noise * rng.normal(0, 1, clean.shape)
-    img += imaging.noise * ndimage.gaussian_filter(rng.normal(0, 3, clean.shape), 3)
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    img += imaging.tilt * (rng.normal() * xx + rng.normal() * yy)
-    for _ in range(imaging.scars):
-        r = rng.integers(0, h)
-        c0 = rng.integers(0, w)
-        length = rng.integers(w // 8, w)
-        img[r, c0 : c0 + length] += rng.choice([-1, 1]) * rng.uniform(0.3, 1.0)
-    img += 0.5 * imaging.noise * rng.normal(0, 1, (h, 1))  # line-to-line offsets
-    return img
 
 
 def random_scene(
