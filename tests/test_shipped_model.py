@@ -20,7 +20,8 @@ def test_universal_model_has_a_card_that_says_how_it_was_made():
         assert field in card.lower(), f"model card lacks '{field}'"
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["config"]["command"].startswith("atomstat train")
-    assert meta["heldout"]["f1"] > 0.98
+    assert meta["heldout"]["stem"]["f1"] > 0.98
+    assert meta["heldout"]["f1"] > 0.95
 
 
 def test_universal_model_is_the_papers_network():
