@@ -69,7 +69,7 @@ def refine_centres(
     if len(start) == 0:
         return start.copy()
     width = _WEIGHT * sigma
-    radius = int(np.clip(np.ceil(2.5 * width), 2, 30))
+    radius = int(np.clip(np.ceil(2.0 * width), 2, 30))  # the window follows the estimate
     xy, amp = _pass(image, start.copy(), (sigma, width), radius, iterations, None)
     crowded = _crowded(xy, 5 * sigma)  # only these feel their neighbours' tails
     for _ in range(max(rounds, 1) - 1):
