@@ -3,7 +3,7 @@
 Functions take ``ax=None`` and return the axes; they never show or print.
 """
 
-from .atoms import plot_atoms, save_overlay
+from .atoms import plot_atoms, save_overlay, show_image
 from .labels import (
     add_scale_bar,
     annotated_figure,
@@ -27,4 +27,5 @@ __all__ = [
     "plot_dumbbells",
     "plot_labels",
     "save_overlay",
+    "show_image",
 ]

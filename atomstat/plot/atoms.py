@@ -5,7 +5,32 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_atoms", "save_overlay"]
+__all__ = ["plot_atoms", "save_overlay", "show_image"]
+
+_FIG_WIDTH = 7.0  # inches: a two-column figure in most journals
+
+
+def _aspect(image):
+    h, w = np.shape(image)[:2]
+    return h / w
+
+
+def show_image(image: np.ndarray, *, ax=None, width: float = _FIG_WIDTH * 0.6):
+    """Draw a 2-D image in grey, stretched between its 0.5 and 99.8 percentiles.
+
+    Returns ``(image, ax)``: the image as a float array and the axes (a new
+    figure ``width`` inches wide when ``ax`` is None).
+    """
+    import matplotlib.pyplot as plt
+
+    image = np.asarray(image, dtype=float)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W), got shape {image.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(width, width * _aspect(image)))
+    low, high = np.nanpercentile(image, [0.5, 99.8])
+    ax.imshow(image, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+    return image, ax
 
 
 def plot_atoms(
@@ -35,13 +60,7 @@ def plot_atoms(
     -------
     ax : matplotlib Axes
     """
-    import matplotlib.pyplot as plt
-
-    image = np.asarray(image, dtype=float)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 8 * image.shape[0] / image.shape[1]))
-    low, high = np.nanpercentile(image, [0.5, 99.8])
-    ax.imshow(image, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+    image, ax = show_image(image, ax=ax, width=8.0)
     size = size or float(np.clip(2000 / max(image.shape), 1.5, 12))
     inner = atoms[~atoms["edge"]] if show_edge and "edge" in atoms else atoms
     ax.plot(inner["x"], inner["y"], "o", ms=size, mfc=color, mec="none", alpha=0.85)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .atoms import _FIG_WIDTH, _aspect, show_image
+
 __all__ = [
     "add_scale_bar",
     "annotated_figure",
@@ -15,7 +17,6 @@ __all__ = [
 ]
 
 _UNLABELLED_COLOR = "#bdbdbd"
-_FIG_WIDTH = 7.0  # inches: a two-column figure in most journals
 _LENGTHS = ("perimeter", "axis_major", "axis_minor", "nn_distance", "nnn_distance")
 
 
@@ -116,17 +117,12 @@ def plot_labels(
     -------
     ax : matplotlib Axes
     """
-    import matplotlib.pyplot as plt
 
     if style not in ("markers", "ellipses", "contours"):
         raise ValueError(f"style must be 'markers', 'ellipses' or 'contours', got {style!r}")
     if style == "contours" and prob is None:
         raise ValueError("style='contours' needs the probability map: pass prob=")
-    image = np.asarray(image, dtype=float)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(_FIG_WIDTH * 0.6, _FIG_WIDTH * 0.6 * _aspect(image)))
-    low, high = np.nanpercentile(image, [0.5, 99.8])
-    ax.imshow(image, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+    image, ax = show_image(image, ax=ax)
     names, colors = label_groups(atoms, labels)
     ring = _ring_diameter(atoms)
     groups = [(None, _UNLABELLED_COLOR, unlabelled)] if unlabelled is not None else []
@@ -292,11 +288,6 @@ def nice_length(target: float) -> float:
     power = 10.0 ** np.floor(np.log10(target))
     step = max(s for s in (1, 2, 5) if s * power <= target * (1 + 1e-9))
     return float(round(step * power, 12))
-
-
-def _aspect(image):
-    h, w = np.shape(image)[:2]
-    return h / w
 
 
 def _natural(name):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .labels import _FIG_WIDTH, _aspect
+from .atoms import _FIG_WIDTH, show_image
 
 __all__ = ["plot_angle_distribution", "plot_angle_series", "plot_drift", "plot_dumbbells"]
 
@@ -43,16 +43,9 @@ def plot_dumbbells(
     -------
     ax : matplotlib Axes
     """
-    import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
 
-    image = np.asarray(image, dtype=float)
-    if image.ndim != 2:
-        raise ValueError(f"image must be 2-D (H, W), got shape {image.shape}")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(_FIG_WIDTH * 0.6, _FIG_WIDTH * 0.6 * _aspect(image)))
-    low, high = np.nanpercentile(image, [0.5, 99.8])
-    ax.imshow(image, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+    image, ax = show_image(image, ax=ax)
     theta = np.deg2rad(dumbbells["angle"].to_numpy(float) + dumbbells.attrs.get("reference", 0))
     sep = dumbbells["separation"].to_numpy(float)
     half = (1.6 * sep if length is None else np.full(len(sep), float(length))) / 2
