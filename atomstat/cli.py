@@ -30,6 +30,7 @@ def _train(args) -> int:
         init=args.init,
         dose=tuple(args.dose),
         upsampled=args.upsampled,
+        stm_fraction=args.stm_fraction,
         command="atomstat " + shlex.join(sys.argv[1:]),
     )
     train(config, args.out)
@@ -85,10 +86,10 @@ def _write_anomalies(out, stem, image, atoms, args, *, source):
     labelled table."""
     from .export import write_figure
     from .labels import LabelSet
-    from .outliers import DEFAULT_COLUMNS, add_anomalies
+    from .outliers import add_anomalies
     from .session import save_session
 
-    columns = tuple(args.anomaly_columns.split(",")) if args.anomaly_columns else DEFAULT_COLUMNS
+    columns = tuple(args.anomaly_columns.split(",")) if args.anomaly_columns else None
     atoms = add_anomalies(atoms, columns, method=args.anomalies)
     labels = LabelSet({"anomaly": "#d55e00"})
     labels.set_auto(atoms["anomaly"], name="anomaly")
@@ -230,7 +231,7 @@ def _parser() -> argparse.ArgumentParser:
         "--anomaly-columns",
         default=None,
         metavar="COLS",
-        help="comma-separated descriptors for --anomalies (default: area,circularity)",
+        help="comma-separated descriptors for --anomalies (default: area,circularity,intensity)",
     )
     a.set_defaults(func=_analyze)
 
@@ -255,6 +256,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="fraction of scenes with small atoms, upsampled as segment() does (default 0)",
+    )
+    t.add_argument(
+        "--stm-fraction",
+        type=float,
+        default=0.25,
+        help="fraction of STM-like scenes (default 0.25; near 1 for an STM model)",
     )
     t.add_argument(
         "--init", default=None, help="start from the weights of a training checkpoint (.ckpt.keras)"
