@@ -1,0 +1,169 @@
+"""Work from stored probability maps: run the network once, re-threshold many times.
+
+:func:`atomstat.analyze` streams a movie through the network and keeps only
+the atoms table. An interactive tool wants the probability map too, so that a
+new contour ``threshold`` gives a new table at once, without the network:
+
+- :func:`analyze_maps` does what :func:`atomstat.analyze` does and also
+  returns the probability map;
+- :func:`relocate` turns a stored map into the atoms table at any threshold,
+  exactly as :func:`atomstat.analyze` would have at that threshold;
+- :func:`blob_contours` gives each atom's contour polygon, for drawing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+from skimage.measure import find_contours
+
+from ._arrays import as_array
+from .fcn.predict import load_model, segment
+from .locate import locate
+from .pipeline import _FRAMES_PER_CHUNK, _model_name, _refine_sigma, calibration
+from .scale import estimate_sigma
+
+__all__ = ["analyze_maps", "blob_contours", "relocate"]
+
+
+def analyze_maps(
+    data,
+    *,
+    threshold: float = 0.5,
+    model=None,
+    callback: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`atomstat.analyze`, returning the probability map as well.
+
+    Parameters
+    ----------
+    data : ndarray or hyperspy Signal2D
+        An image (H, W) or a stack (T, H, W).
+    threshold : float in (0, 1)
+        Probability level of the blob contours.
+    model : None, str, Path or keras.Model
+        None uses the shipped ``universal`` model.
+    callback : callable, optional
+        Called as ``callback(frames_done, n_frames)`` after every chunk of
+        frames (a progress bar for stacks).
+
+    Returns
+    -------
+    atoms : pandas.DataFrame
+        The atoms table, as :func:`atomstat.analyze` returns it.
+    prob : ndarray of float32, the shape of ``data``
+        The network's probability map.
+
+    Examples
+    --------
+    >>> from atomstat.simulate import simulate_lattice
+    >>> sim = simulate_lattice("square", shape=(96, 96), spacing=16, rng=0)
+    >>> atoms, prob = analyze_maps(sim.image)
+    >>> prob.shape, len(atoms) == len(relocate(prob, sim.image, attrs=atoms.attrs))
+    ((96, 96), True)
+    """
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
+    attrs = calibration(data)
+    frames = np.asarray(as_array(data), np.float32)
+    single = frames.ndim == 2
+    frames = frames[None] if single else frames
+    if frames.ndim != 3:
+        raise ValueError(f"expected an image (H, W) or a stack (T, H, W), got shape {frames.shape}")
+    load_model(model)
+    sigma = estimate_sigma(frames[0]) if min(frames[0].shape) >= 16 else float("nan")
+    prob = np.empty(frames.shape, np.float32)
+    for start in range(0, len(frames), _FRAMES_PER_CHUNK):
+        stop = min(start + _FRAMES_PER_CHUNK, len(frames))
+        prob[start:stop] = segment(frames[start:stop], model=model, sigma=_refine_sigma(sigma))
+        if callback is not None:
+            callback(stop, len(frames))
+    attrs.update({"model": _model_name(model), "threshold": threshold, "sigma": sigma})
+    prob = prob[0] if single else prob
+    atoms = relocate(prob, frames[0] if single else frames, threshold=threshold, attrs=attrs)
+    return atoms, prob
+
+
+def relocate(prob, image, *, threshold: float = 0.5, attrs: dict | None = None) -> pd.DataFrame:
+    """The atoms table of a stored probability map at a new contour threshold.
+
+    Parameters
+    ----------
+    prob : ndarray of shape (H, W) or (T, H, W)
+        A probability map from :func:`analyze_maps` or :func:`atomstat.segment`.
+    image : ndarray or Signal2D of the same shape
+        The raw image the map came from (centres are refined on it).
+    threshold : float in (0, 1)
+        The new contour level.
+    attrs : dict, optional
+        The ``attrs`` of the table the map came with (calibration, model,
+        ``sigma``); they are copied, with ``threshold`` updated. ``sigma``
+        sizes the centre refinement as in :func:`atomstat.analyze`.
+
+    Returns
+    -------
+    atoms : pandas.DataFrame
+        What :func:`atomstat.analyze` returns at ``threshold``.
+    """
+    attrs = dict(attrs or {})
+    sigma = attrs.get("sigma")
+    sigma = _refine_sigma(sigma) if sigma is not None else None
+    atoms = locate(prob, image, threshold=threshold, sigma=sigma)
+    atoms.attrs.update(attrs)
+    atoms.attrs["threshold"] = threshold
+    return atoms
+
+
+def blob_contours(prob: np.ndarray, threshold: float, atoms: pd.DataFrame) -> pd.DataFrame:
+    """Contour polygons of the blobs of one map, each given to the closest atom.
+
+    Parameters
+    ----------
+    prob : ndarray of shape (H, W)
+        One frame's probability map.
+    threshold : float in (0, 1)
+        The contour level (that of ``atoms``).
+    atoms : pandas.DataFrame
+        The atoms of this frame (``x``, ``y``).
+
+    Returns
+    -------
+    vertices : pandas.DataFrame
+        One row per contour vertex: ``x``, ``y`` (px) and ``atom_id`` (the
+        index of the atom whose centre is closest to the contour's centroid,
+        -1 when no atom lies within the contour's own size). Each contour is
+        closed and followed by one row of NaN coordinates with the same
+        ``atom_id``, so that a selection of whole contours drawn as one line
+        breaks between them.
+
+    Examples
+    --------
+    >>> prob = np.zeros((30, 30), np.float32)
+    >>> prob[5:10, 5:10] = prob[20:25, 18:26] = 1.0
+    >>> atoms = pd.DataFrame({"x": [7.0, 21.5], "y": [7.0, 22.0]}, index=[4, 9])
+    >>> v = blob_contours(prob, 0.5, atoms)
+    >>> sorted(set(v.atom_id)), int(v.x.isna().sum())
+    ([4, 9], 2)
+    """
+    prob = np.asarray(prob)
+    if prob.ndim != 2:
+        raise ValueError(f"prob must be one map (H, W), got shape {prob.shape}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
+    padded = np.pad(prob.astype(np.float32, copy=False), 1)
+    contours = [c - 1.0 for c in find_contours(padded, threshold) if len(c) > 2]
+    if not contours or not len(atoms):
+        return pd.DataFrame({"x": [], "y": [], "atom_id": np.zeros(0, np.int64)})
+    centroid = np.array([c.mean(axis=0)[::-1] for c in contours])
+    size = np.array([np.ptp(c, axis=0).max() for c in contours])
+    dist, nearest = cKDTree(atoms[["x", "y"]].to_numpy(float)).query(centroid)
+    owner = np.where(dist <= np.maximum(size, 1.0), atoms.index.to_numpy()[nearest], -1)
+    lengths = np.array([len(c) + 1 for c in contours])
+    gap = np.full((1, 2), np.nan)
+    pts = np.concatenate([np.vstack([c, gap]) for c in contours])
+    return pd.DataFrame(
+        {"x": pts[:, 1], "y": pts[:, 0], "atom_id": np.repeat(owner, lengths).astype(np.int64)}
+    )
