@@ -121,11 +121,24 @@ def blob_shapes(prob: np.ndarray, threshold: float = 0.5) -> dict:
     (degrees in [0, 180), counter-clockwise as displayed), ``axis_major``,
     ``axis_minor`` (full lengths of the equivalent ellipse), ``eccentricity``,
     ``confidence`` (peak probability) and ``edge``.
+
+    The contours are the map's ``threshold`` level lines, found with
+    sub-pixel marching squares; area and moments are those of the polygons.
+    On a smooth map (the network's output) the polygon follows the blob's
+    true outline, and its length is the perimeter. On a hard-edged map
+    (two values only, such as a binary mask) marching squares cuts every
+    pixel corner at 45 degrees, which makes a disc's outline about 5% too
+    long; there the perimeter is measured on the mask blurred by 0.8 px,
+    which is within 3% on pixelated discs of radius 3 px and more (and their
+    circularity at least 0.95), where the Crofton estimate scatters by up
+    to 10% with the disc's position on the pixel grid.
     """
     labels, n = ndimage.label(prob >= threshold)
     if n == 0:
         return {"x": np.empty(0)}
     m = _polygon_moments(prob, labels, n, threshold)
+    if _hard_edged(prob):
+        m["perimeter"] = _hard_edge_perimeters(labels, n)
     area = m["area"]
     ok = area > 0
     cx = np.divide(m["sx"], area, out=np.zeros(n), where=ok)
@@ -156,6 +169,41 @@ def blob_shapes(prob: np.ndarray, threshold: float = 0.5) -> dict:
         "confidence": _peaks(prob, labels, n),
         "edge": border[1:],
     }
+
+
+_EDGE_BLUR = 0.8  # px: removes the pixel staircase of a hard-edged blob
+
+
+def _hard_edged(prob) -> bool:
+    """True when the map holds two values only (a binary mask drawn or thresholded)."""
+    values = np.asarray(prob)
+    if values.dtype == bool:
+        return True
+    low, high = np.nanmin(values), np.nanmax(values)
+    return bool(np.all((values == low) | (values == high)))
+
+
+def _hard_edge_perimeters(labels, n):
+    """Perimeter of each labelled blob of a hard-edged map.
+
+    The blob's mask is blurred by a Gaussian of ``_EDGE_BLUR`` px and the
+    length of its half level line is taken: the blur removes the pixel
+    staircase (marching squares on the mask itself is ~5% long on a disc)
+    while it shortens a disc of radius r by only ``_EDGE_BLUR**2 / (2 r)``.
+    """
+    out = np.zeros(n)
+    pad = 3
+    for i, box in enumerate(ndimage.find_objects(labels)):
+        if box is None:
+            continue
+        mask = np.pad((labels[box] == i + 1).astype(np.float64), pad)
+        smooth = ndimage.gaussian_filter(mask, _EDGE_BLUR)
+        out[i] = sum(_length(c) for c in find_contours(smooth, 0.5))
+    return out
+
+
+def _length(contour):
+    return float(np.hypot(*np.diff(contour, axis=0).T).sum())
 
 
 def _peaks(prob, labels, n):

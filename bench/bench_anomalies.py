@@ -54,11 +54,11 @@ import atomstat
 from atomstat.simulate import Defects, Stem, simulate_lattice
 
 COLUMN_SETS = {
-    "area, circularity (default)": ("area", "circularity"),
-    "area, circularity, intensity": ("area", "circularity", "intensity"),
+    "area, circularity, intensity (default)": ("area", "circularity", "intensity"),
+    "area, circularity (the paper's)": ("area", "circularity"),
 }
 CLUSTER_COLUMNS = ("intensity", "nn_distance")
-CLUSTERINGS = (("gmm", "auto"), ("gmm", 2), ("kmeans", 2))
+CLUSTERINGS = (("gmm", "auto"), ("gmm", 2), ("gmm", 3), ("kmeans", 2), ("kmeans", 3))
 METHODS = ("ocsvm", "iforest", "lof")
 DEFECTS = ("dopant", "adatom")
 SHAPE = (640, 640)  # about 2000 atoms at these spacings
@@ -210,7 +210,7 @@ def cluster_purity(anomalies, label, scene):
 
 def speed(atoms):
     out = []
-    cols = COLUMN_SETS["area, circularity (default)"]
+    cols = COLUMN_SETS["area, circularity, intensity (default)"]
     for method in METHODS:
         t, _ = median_time(atomstat.find_anomalies, atoms, cols, method=method, repeats=7)
         out.append({"task": f"find_anomalies({method})", "atoms": len(atoms), "seconds": t})

@@ -58,12 +58,21 @@ def test_every_method_finds_dopants_and_adatoms_with_defaults(method):
     assert precision >= 0.9
 
 
-def test_default_columns_are_the_papers_and_find_the_small_dopants():
+def test_default_columns_find_dopants_and_adatoms():
     atoms = lattice_table(rng=2)
     flags = find_anomalies(atoms)
-    assert flags.attrs["columns"] == ["area", "circularity"]
+    assert flags.attrs["columns"] == ["area", "circularity", "intensity"]
     assert flags.attrs["method"] == "ocsvm"
-    recall, precision = recall_precision(flags, atoms, positive=("dopant",))
+    recall, precision = recall_precision(flags, atoms)
+    assert recall >= 0.9
+    assert precision >= 0.9
+
+
+def test_default_columns_leave_out_a_missing_intensity():
+    atoms = lattice_table(rng=2).drop(columns="intensity")
+    flags = find_anomalies(atoms)
+    assert flags.attrs["columns"] == ["area", "circularity"]
+    recall, _ = recall_precision(flags, atoms, positive=("dopant",))
     assert recall >= 0.9
     # what is flagged besides dopants is adatoms (less round), not hosts
     assert (atoms.species[flags] == "host").sum() <= 3
