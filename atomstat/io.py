@@ -1,8 +1,9 @@
 """Load microscope images and image stacks as validated HyperSpy signals.
 
-This is the only module in atomstat that imports HyperSpy. :func:`load` reads
-every format HyperSpy (RosettaSciIO) reads, plus ``.npy`` (NumPy), 8/16-bit
-PNG and JPEG (Pillow) and plain HDF5 files that hold one image dataset. It
+This and :mod:`atomstat.io_stm` are the only modules in atomstat that import
+HyperSpy. :func:`load` reads every format HyperSpy (RosettaSciIO) reads, plus
+``.npy`` (NumPy), 8/16-bit PNG and JPEG (Pillow), plain HDF5 files that hold
+one image dataset, and Nanonis/WSxM scanning-probe files (:mod:`atomstat.io_stm`). It
 returns a float32 ``Signal2D`` that is either one image ``(H, W)`` or a stack
 ``(T, H, W)`` whose navigation axis is the frame (time) axis, or refuses the
 file with a :class:`~atomstat.errors.LoadError` that says what the file is and
@@ -43,6 +44,7 @@ from rsciio import IO_PLUGINS
 
 from atomstat.calibration import NM_PER_UNIT, calibrate, parse_json, read_sidecar
 from atomstat.errors import LoadError
+from atomstat.io_stm import STM_EXTENSIONS, read_stm
 
 __all__ = ["EXTENSIONS", "MIN_SIDE", "NM_PER_UNIT", "load"]
 
@@ -63,20 +65,23 @@ EXTENSIONS = frozenset(
     | {".npy"}
     | _PILLOW_EXTENSIONS
     | _HDF5_EXTENSIONS
+    | STM_EXTENSIONS
 )
 """File extensions :func:`load` accepts (lower case, with the dot)."""
 
 
-def load(path, *, lazy=False, channel=None):
+def load(path, *, lazy=False, channel=None, direction=None):
     """Load a microscope image or image stack as a calibrated float32 Signal2D.
 
     Parameters
     ----------
     path : str or path-like
         An image file: any format HyperSpy reads (dm3, dm4, emd, ser/emi, mrc,
-        tif, hspy, zspy, ...), ``.npy``, 8/16-bit PNG or JPEG, or a plain HDF5
-        file holding one image dataset. A JSON sidecar with the same stem may
-        give the calibration of files that have none.
+        tif, hspy, zspy, ...), ``.npy``, 8/16-bit PNG or JPEG, a plain HDF5
+        file holding one image dataset, or a scanning-probe file: Nanonis
+        ``.sxm`` or WSxM ``.top``/``.stp``/``.tom`` (see
+        :mod:`atomstat.io_stm`). A JSON sidecar with the same stem may give the
+        calibration of files that have none.
     lazy : bool, optional
         Return a lazy (dask-backed) signal that reads frames only when they are
         computed, for stacks larger than memory.
@@ -84,6 +89,13 @@ def load(path, *, lazy=False, channel=None):
         For files that hold several signals (e.g. an EMD file with several
         detectors): pick the signal whose title contains this text
         (case-insensitive). By default the first image signal is picked.
+        For scanning-probe files: the channel name (e.g. ``"Z"``,
+        ``"Current"``; exact, else a unique part of it, case-insensitive); by
+        default the topography (Z). A wrong name raises a LoadError that
+        lists the file's channels.
+    direction : {None, "forward", "backward"}, optional
+        Scanning-probe files only: the scan direction (default forward). A
+        backward image is flipped to lie on its forward image.
 
     Returns
     -------
@@ -92,7 +104,9 @@ def load(path, *, lazy=False, channel=None):
         when the file is calibrated (else ``"px"``, see the module notes); a
         stack's navigation axis keeps the file's time calibration and is named
         ``"frame"`` when unnamed. ``metadata.General.original_filename`` holds
-        the source path.
+        the source path. Scanning-probe files are marked with
+        ``metadata.Signal.signal_type == "STM"`` (see
+        :func:`atomstat.io_stm.imaging_mode`).
 
     Raises
     ------
@@ -115,7 +129,7 @@ def load(path, *, lazy=False, channel=None):
     'px'
     """
     path = _check_file(path)
-    signal, hints = _read(path, lazy=lazy, channel=channel)
+    signal, hints = _read(path, lazy=lazy, channel=channel, direction=direction)
     signal = _validate(signal, path)
     signal.data = _to_float32(signal.data)
     _fill_nonfinite(signal, path)
@@ -146,15 +160,19 @@ def _check_file(path) -> Path:
         raise _refuse(
             path,
             f"it has the unknown extension '{path.suffix}'; atomstat reads .npy, .png, .jpg, "
-            ".h5 and every format HyperSpy reads (.dm3, .dm4, .emd, .ser, .emi, .mrc, .tif, "
-            ".hspy, .zspy, ...; see atomstat.io.EXTENSIONS)",
+            ".h5, Nanonis .sxm, WSxM .top/.stp/.tom and every format HyperSpy reads (.dm3, "
+            ".dm4, .emd, .ser, .emi, .mrc, .tif, .hspy, .zspy, ...; see atomstat.io.EXTENSIONS)",
         )
     return path
 
 
-def _read(path: Path, *, lazy: bool, channel: str | None):
+def _read(path: Path, *, lazy: bool, channel: str | None, direction: str | None = None):
     """Read ``path`` with the right reader; return (signal, calibration hints)."""
     suffix = path.suffix.lower()
+    if suffix in STM_EXTENSIONS:
+        return read_stm(path, channel=channel, direction=direction), {}
+    if direction is not None:
+        raise _refuse(path, "direction= applies to scanning-probe files (.sxm, WSxM) only")
     if suffix == ".npy":
         return _array_signal(_read_numpy(path, lazy)), {}
     if suffix in _PILLOW_EXTENSIONS:
