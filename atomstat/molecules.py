@@ -1,0 +1,479 @@
+"""Molecules: blobs grouped into molecules, each fitted to a template for its orientation.
+
+In STM images of molecules (sumanene on gold in the paper) the network finds
+several blobs per molecule, maxima of the charge density. Three steps turn
+the atoms table into a molecules table:
+
+1. **Group** (:func:`group_molecules`). Blobs closer than a cut distance are
+   linked, and the connected groups (``scipy.sparse.csgraph``) are the
+   molecules. The cut needs no setting: the distances between the blobs of
+   one molecule form a tight short mode, well apart from the distances
+   between molecules, and the cut is put in the middle of the density valley
+   (log scale) between the median nearest-neighbour distance and twice it.
+2. **Template.** The typical molecule's blob count (the most common group
+   size) sets the template size. The template is learned from the image's
+   own complete molecules (each aligned to the current mean by a rigid
+   Procrustes fit with the best blob assignment, iterated), made n-fold
+   symmetric, and turned so that its first blob points along +x; or it is
+   given.
+3. **Fit** (:func:`fit_molecules`). Every molecule is fitted to the template
+   by a rotation and a translation (blob assignment by
+   ``scipy.optimize.linear_sum_assignment``). Its ``orientation`` is the
+   rotation, modulo the symmetry; ``residual`` the rms distance between its
+   blobs and the fitted template. A molecule is a ``misfit`` when its blob
+   count differs from the template's or its residual exceeds
+   ``median + misfit * MAD`` of the complete molecules: a molecule that
+   switched conformation or rotated while the tip scanned over it.
+
+Angles are degrees counter-clockwise from +x as displayed (row 0 on top), as
+``orientation`` of the atoms table and ``angle`` of the dumbbells: a molecule
+has orientation ``phi`` when its template, turned by ``phi``, fits it. For a
+learned template that is the azimuth of one of its blobs, in
+``[0, 360 / symmetry)``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from .table import validate_atoms
+
+__all__ = ["MOLECULE_COLUMNS", "find_molecules", "fit_molecules", "group_molecules"]
+
+log = logging.getLogger(__name__)
+
+#: Column name -> dtype of the molecules table, in display order.
+MOLECULE_COLUMNS: dict[str, str] = {
+    "frame": "int64",
+    "x": "float64",
+    "y": "float64",
+    "orientation": "float64",
+    "n_blobs": "int64",
+    "residual": "float64",
+    "misfit": "bool",
+    "edge": "bool",
+}
+
+_RING = 0.5  # template points farther than this fraction of the largest radius form the ring
+_ROUNDS = 4  # template learning: align-and-average rounds
+
+
+def find_molecules(
+    atoms: pd.DataFrame,
+    *,
+    max_distance: float | None = None,
+    template=None,
+    symmetry: int | None = None,
+    misfit: float = 6.0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Group the blobs of an atoms table into molecules and fit each one.
+
+    :func:`group_molecules` then :func:`fit_molecules`; see them for the
+    parameters.
+
+    Returns
+    -------
+    atoms : pandas.DataFrame
+        A copy of ``atoms`` with a ``molecule`` column (the molecule id).
+    molecules : pandas.DataFrame
+        One row per molecule, index ``molecule_id``; see :func:`fit_molecules`.
+
+    Examples
+    --------
+    >>> from atomstat.table import make_atoms
+    >>> r, a = 6.0, np.deg2rad([10, 130, 250, 40, 160, 280])
+    >>> x = np.r_[20 + r * np.cos(a[:3]), 50 + r * np.cos(a[3:])]
+    >>> y = np.r_[20 - r * np.sin(a[:3]), 30 - r * np.sin(a[3:])]
+    >>> atoms, molecules = find_molecules(make_atoms({"x": x, "y": y}))
+    >>> atoms["molecule"].tolist()
+    [0, 0, 0, 1, 1, 1]
+    >>> molecules[["x", "y", "orientation", "n_blobs"]].round(3).to_numpy().tolist()
+    [[20.0, 20.0, 10.0, 3.0], [50.0, 30.0, 40.0, 3.0]]
+    """
+    atoms = atoms.copy()
+    atoms["molecule"] = group_molecules(atoms, max_distance=max_distance)
+    return atoms, fit_molecules(atoms, template=template, symmetry=symmetry, misfit=misfit)
+
+
+def group_molecules(atoms: pd.DataFrame, *, max_distance: float | None = None) -> pd.Series:
+    """Molecule id of every blob: blobs closer than ``max_distance`` are one molecule.
+
+    Parameters
+    ----------
+    atoms : pandas.DataFrame
+        An atoms table (``frame``, ``x``, ``y``), one row per blob.
+    max_distance : float, optional
+        Largest distance (px) between linked blobs of one molecule. By
+        default the middle of the valley in the distribution of blob-pair
+        distances between the median nearest-neighbour distance ``m`` (the
+        blobs of one molecule) and ``2 m``.
+
+    Returns
+    -------
+    molecule : pandas.Series of int64
+        Aligned to ``atoms``, named ``molecule``; ids run from 0 over the
+        frames in order. ``attrs["max_distance"]`` keeps the cut used.
+
+    Raises
+    ------
+    ValueError
+        If ``max_distance`` is not a positive number or a column is missing.
+
+    Examples
+    --------
+    >>> from atomstat.table import make_atoms
+    >>> atoms = make_atoms({"x": [0.0, 5.0, 2.5, 30.0, 35.0], "y": [0.0, 0.0, 4.0, 0.0, 0.0]})
+    >>> group_molecules(atoms).tolist()
+    [0, 0, 0, 1, 1]
+    """
+    validate_atoms(atoms, required=("frame", "x", "y"))
+    if max_distance is not None and not (np.isfinite(max_distance) and max_distance > 0):
+        raise ValueError(f"max_distance must be a positive number of px, got {max_distance!r}")
+    frames = atoms["frame"].to_numpy()
+    xy = atoms[["x", "y"]].to_numpy(float)
+    if not np.isfinite(xy).all():
+        raise ValueError("the atoms table has non-finite x or y")
+    cut = float(max_distance) if max_distance is not None else _cut_distance(xy, frames)
+    ids = np.zeros(len(atoms), np.int64)
+    start = 0
+    for f in np.unique(frames):
+        rows = np.flatnonzero(frames == f)
+        tree = cKDTree(xy[rows])
+        graph = tree.sparse_distance_matrix(tree, cut, output_type="coo_matrix")
+        n, labels = connected_components(graph, directed=False)
+        ids[rows] = start + _first_seen_order(labels)
+        start += n
+    out = pd.Series(ids, index=atoms.index, name="molecule")
+    out.attrs["max_distance"] = cut
+    return out
+
+
+def _first_seen_order(labels):
+    """Relabel components so that ids follow the order of their first blob."""
+    _, first = np.unique(labels, return_index=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[labels]
+
+
+def _cut_distance(xy, frames) -> float:
+    """The density valley of the blob-pair distances between the median nn distance m
+    and 2 m: distances histogrammed on a log scale (1 % bins, smoothed over 3 %), the
+    run of bins within 2 % of the peak above the lowest, and its centre."""
+    groups = [xy[frames == f] for f in np.unique(frames)]
+    nn = [cKDTree(p).query(p, k=2)[0][:, 1] for p in groups if len(p) >= 2]
+    if not nn:
+        return 1.0  # no pairs at all: every blob is its own molecule
+    m = float(np.median(np.concatenate(nn)))
+    if m <= 0:
+        raise ValueError("the atoms table has blobs at identical positions")
+    d = np.concatenate([_pair_distances(p, 3 * m) for p in groups])
+    edges = np.arange(np.log(m) - 0.7, np.log(3 * m) + 0.005, 0.01)
+    density = ndimage.gaussian_filter1d(np.histogram(np.log(d), edges)[0].astype(float), 3)
+    centres = (edges[:-1] + edges[1:]) / 2
+    search = np.flatnonzero((centres >= np.log(m)) & (centres <= np.log(2 * m)))
+    low = search[np.argmin(density[search])]
+    near = density[search] <= density[low] + 0.02 * density.max()
+    runs = np.split(search[near], np.flatnonzero(np.diff(search[near]) > 1) + 1)
+    run = next(r for r in runs if low in r)
+    return float(np.exp(centres[run].mean()))
+
+
+def _pair_distances(pts, limit):
+    if len(pts) < 2:
+        return np.empty(0)
+    tree = cKDTree(pts)
+    pairs = tree.sparse_distance_matrix(tree, limit, output_type="ndarray")
+    return pairs["v"][pairs["i"] < pairs["j"]]
+
+
+def fit_molecules(
+    atoms: pd.DataFrame, *, template=None, symmetry: int | None = None, misfit: float = 6.0
+) -> pd.DataFrame:
+    """Fit every molecule to a template: centre, orientation, residual, misfit flag.
+
+    Parameters
+    ----------
+    atoms : pandas.DataFrame
+        An atoms table with a ``molecule`` column (:func:`group_molecules`);
+        an ``edge`` column, when present, marks blobs cut by the border.
+    template : array-like of shape (K, 2), optional
+        Blob positions (x, y in px, row axis down) of one molecule in its
+        reference orientation; it is centred on its centroid. By default
+        it is learned from the image's complete molecules (those with the
+        most common blob count), and its first blob then points along +x.
+        ``molecules.attrs["template"]`` holds the template used.
+    symmetry : int, optional
+        Rotational symmetry (n-fold) of the template: orientations are
+        modulo ``360 / symmetry``. By default the largest n that maps the
+        template's ring of blobs onto itself (3 for sumanene). A learned
+        template is made exactly n-fold symmetric.
+    misfit : float
+        A complete molecule is a misfit when its residual exceeds the
+        median residual of the complete molecules plus ``misfit`` times their
+        robust spread (1.4826 MAD, at least 1 % of the template radius).
+
+    Returns
+    -------
+    molecules : pandas.DataFrame
+        Index ``molecule_id`` (the ``molecule`` ids of ``atoms``); columns
+        :data:`MOLECULE_COLUMNS`: ``frame``, ``x``, ``y`` (centre, px),
+        ``orientation`` (degrees in [0, 360 / symmetry), counter-clockwise
+        as displayed; NaN for a single blob), ``n_blobs``, ``residual``
+        (rms blob-to-template distance, px), ``misfit`` (wrong blob count
+        or residual above the threshold; never for ``edge`` molecules) and
+        ``edge`` (a blob cut by the border, or blobs missing where the
+        fitted template reaches beyond the frame's blobs). ``attrs`` keeps
+        the atoms' calibration and adds ``template`` (list of [x, y]),
+        ``symmetry`` and ``residual_threshold``.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, ``template`` is not (K, 2) finite points,
+        ``symmetry`` does not fit the template, ``misfit`` is not positive,
+        or no molecule has the template's blob count to learn it from.
+    TypeError
+        If ``symmetry`` is not an integer.
+    """
+    validate_atoms(atoms, required=("frame", "x", "y", "molecule"))
+    if not (np.isfinite(misfit) and misfit > 0):
+        raise ValueError(f"misfit must be a positive number of MADs, got {misfit!r}")
+    if symmetry is not None and (
+        isinstance(symmetry, bool) or not isinstance(symmetry, int | np.integer)
+    ):
+        raise TypeError(f"symmetry must be an integer (n-fold), got {symmetry!r}")
+    if symmetry is not None and symmetry < 1:
+        raise ValueError(f"symmetry must be at least 1, got {symmetry!r}")
+    given = None if template is None else _check_template(template)
+    if len(atoms) == 0:
+        return _make_table({}, atoms.attrs, given, symmetry, np.nan)
+    groups = _groups(atoms)
+    if given is None:
+        tmpl = _learn_template([g["pts"] for g in groups if not g["edge"]], symmetry)
+    else:
+        tmpl = given
+    symmetry = _symmetry(tmpl, symmetry)
+    if given is None:
+        tmpl = _canonical(_symmetrize(tmpl, symmetry))
+    rows = [_fit_group(g, tmpl, symmetry) for g in groups]
+    table = pd.DataFrame(rows).set_index("molecule_id")
+    threshold = _threshold(table, len(tmpl), _radius(tmpl), misfit)
+    table["misfit"] = ~table["edge"] & (
+        (table["n_blobs"] != len(tmpl)) | ~(table["residual"] <= threshold)
+    )
+    return _make_table(table, atoms.attrs, tmpl, symmetry, threshold)
+
+
+# ----------------------------------------------------------------- helpers
+# Internally points are (x, up) with up = -y, so that angles are counter-clockwise as displayed.
+
+
+def _up(xy):
+    return np.asarray(xy, float) * [1.0, -1.0]
+
+
+def _rot(theta):
+    c, s = np.cos(theta), np.sin(theta)
+    return np.array([[c, -s], [s, c]])
+
+
+def _radius(tmpl) -> float:
+    return float(np.hypot(*tmpl.T).max()) if len(tmpl) else 0.0
+
+
+def _check_template(template):
+    tmpl = np.asarray(template, float)
+    if tmpl.ndim != 2 or tmpl.shape[1] != 2 or len(tmpl) < 1 or not np.isfinite(tmpl).all():
+        raise ValueError(
+            f"template must be finite (x, y) points of shape (K, 2), got shape {tmpl.shape}"
+        )
+    tmpl = _up(tmpl)
+    return tmpl - tmpl.mean(axis=0)
+
+
+def _groups(atoms):
+    """One dict per molecule: id, frame, blob points (up coordinates), edge, frame box."""
+    ids = atoms["molecule"].to_numpy()
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"the molecule column must hold integer ids, got dtype {ids.dtype}")
+    frames = atoms["frame"].to_numpy()
+    pts = _up(atoms[["x", "y"]].to_numpy(float))
+    edge = atoms["edge"].to_numpy(bool) if "edge" in atoms else np.zeros(len(atoms), bool)
+    boxes = {f: (pts[frames == f].min(0), pts[frames == f].max(0)) for f in np.unique(frames)}
+    order = np.argsort(ids, kind="stable")
+    splits = np.flatnonzero(np.diff(ids[order])) + 1
+    out = []
+    for rows in np.split(order, splits):
+        f = frames[rows[0]]
+        out.append(
+            {"id": ids[rows[0]], "frame": f, "pts": pts[rows], "edge": edge[rows].any()}
+            | {"box": boxes[f]}
+        )
+    return out
+
+
+def _procrustes(a, b):
+    """Rotation angle and translation that best map points a onto b (rows paired)."""
+    ma, mb = a.mean(axis=0), b.mean(axis=0)
+    ac, bc = a - ma, b - mb
+    theta = np.arctan2(np.sum(ac[:, 0] * bc[:, 1] - ac[:, 1] * bc[:, 0]), np.sum(ac * bc))
+    return theta, mb - _rot(theta) @ ma
+
+
+def _fit_one(p, tmpl):
+    """Rigid fit of a centred template to points p (K, 2): theta, centre, rms, pairs (i, j).
+
+    Starts from every alignment of the template's first ring blob with a blob
+    of p around p's centroid; each start is refined by two rounds of optimal
+    assignment and Procrustes.
+    """
+    c0 = p.mean(axis=0)
+    r_t = np.hypot(*tmpl.T)
+    t0 = tmpl[int(np.argmax(r_t))]
+    q = p - c0
+    ring = np.hypot(*q.T) > _RING * r_t.max()
+    starts = np.arctan2(q[ring, 1], q[ring, 0]) - np.arctan2(t0[1], t0[0])
+    best = (np.inf, 0.0, c0, np.arange(0), np.arange(0))
+    for theta in starts if len(starts) else [0.0]:
+        centre = c0
+        for _ in range(2):
+            model = tmpl @ _rot(theta).T + centre
+            i, j = linear_sum_assignment(((p[:, None, :] - model[None]) ** 2).sum(-1))
+            if len(i) >= 2:
+                theta, centre = _procrustes(tmpl[j], p[i])
+        model = tmpl @ _rot(theta).T + centre
+        rms = float(np.sqrt(np.mean(np.sum((p[i] - model[j]) ** 2, axis=1))))
+        if rms < best[0]:
+            best = (rms, theta, centre, i, j)
+    rms, theta, centre, i, j = best
+    return theta, centre, rms, i, j
+
+
+def _learn_template(point_sets, symmetry, limit=300):
+    """Mean shape of the complete molecules (the most common blob count), by iterated
+    Procrustes alignment: each round aligns every molecule to the current template
+    and takes the blob-wise median."""
+    sizes = np.array([len(p) for p in point_sets])
+    multi = sizes[sizes >= 2]
+    if not len(multi):
+        raise ValueError("no molecule has two or more blobs: nothing to learn a template from")
+    size = int(np.bincount(multi).argmax())
+    complete = [p - p.mean(axis=0) for p in point_sets if len(p) == size]
+    complete = [
+        complete[k]
+        for k in np.linspace(0, len(complete) - 1, min(limit, len(complete))).astype(int)
+    ]
+    tmpl = complete[0]
+    for _ in range(_ROUNDS):
+        aligned = np.empty((len(complete), size, 2))
+        for k, p in enumerate(complete):
+            theta, centre, _, i, j = _fit_one(p, tmpl)
+            aligned[k, j] = (p[i] - centre) @ _rot(theta)  # back into the template's frame
+        tmpl = np.median(aligned, axis=0)
+        tmpl -= tmpl.mean(axis=0)
+    log.debug("learned a %d-blob template from %d molecules", size, len(complete))
+    return tmpl
+
+
+def _ring_mask(tmpl):
+    r = np.hypot(*tmpl.T)
+    return r > _RING * r.max() if r.max() > 0 else np.zeros(len(tmpl), bool)
+
+
+def _rotation_error(tmpl, angle):
+    """Largest blob displacement (over the radius) when turning the template by angle."""
+    turned = tmpl @ _rot(angle).T
+    cost = ((tmpl[:, None, :] - turned[None]) ** 2).sum(-1)
+    i, j = linear_sum_assignment(cost)
+    return float(np.sqrt(cost[i, j].max())) / max(_radius(tmpl), 1e-12)
+
+
+def _symmetry(tmpl, symmetry, tol=0.15):
+    """Check a given symmetry against the template's ring, or find the largest that fits."""
+    n_ring = int(_ring_mask(tmpl).sum())
+    if symmetry is not None:
+        if n_ring == 0 or n_ring % symmetry:
+            raise ValueError(
+                f"symmetry={symmetry} does not fit the template: its ring has {n_ring} blob(s), "
+                "not a multiple of the symmetry"
+            )
+        return int(symmetry)
+    for n in range(max(n_ring, 1), 1, -1):
+        if n_ring % n == 0 and _rotation_error(tmpl, 2 * np.pi / n) < tol:
+            return n
+    return 1
+
+
+def _symmetrize(tmpl, symmetry):
+    """Average the template over its n rotations (blobs matched by assignment)."""
+    total = np.zeros_like(tmpl)
+    for k in range(symmetry):
+        turned = tmpl @ _rot(2 * np.pi * k / symmetry).T
+        i, j = linear_sum_assignment(((tmpl[:, None, :] - turned[None]) ** 2).sum(-1))
+        total[i] += turned[j]
+    return total / symmetry
+
+
+def _canonical(tmpl):
+    """Turn the template so that its outermost ring blob points along +x; ring blobs
+    first, by azimuth."""
+    r = np.hypot(*tmpl.T)
+    az = np.arctan2(tmpl[:, 1], tmpl[:, 0]) % (2 * np.pi)
+    outer = np.flatnonzero(r >= 0.95 * r.max())
+    first = outer[np.argmin(az[outer])]
+    tmpl = tmpl @ _rot(-az[first]).T
+    az = np.arctan2(tmpl[:, 1], tmpl[:, 0])
+    az = np.where(az < -1e-9, az + 2 * np.pi, np.maximum(az, 0.0))  # the first blob at 0
+    return tmpl[np.lexsort((az, ~_ring_mask(tmpl)))]
+
+
+def _fit_group(group, tmpl, symmetry):
+    """One row of the molecules table (misfit is set later, from all residuals)."""
+    p = group["pts"]
+    row = {"molecule_id": group["id"], "frame": group["frame"], "n_blobs": len(p)}
+    low, high = group["box"]
+    if len(p) < 2 or len(tmpl) < 2:  # no orientation; near the border, the rest may be outside
+        centre, orientation, rms = p.mean(axis=0), np.nan, np.nan
+        reach = 2 * _radius(tmpl) if len(tmpl) > len(p) else 0.0
+        outside = bool(((centre - low < reach) | (high - centre < reach)).any())
+    else:
+        theta, centre, rms, _, _ = _fit_one(p, tmpl)
+        orientation = np.degrees(theta) % (360.0 / symmetry)
+        model = tmpl @ _rot(theta).T + centre
+        tol = 0.25 * _radius(tmpl)
+        missing = len(p) < len(tmpl)  # are the missing blobs beyond the frame's blobs?
+        outside = missing and bool(((model < low - tol) | (model > high + tol)).any())
+    row |= {"x": centre[0], "y": -centre[1], "orientation": orientation, "residual": rms}
+    return row | {"misfit": False, "edge": bool(group["edge"] or outside)}
+
+
+def _threshold(table, size, radius, k):
+    """median + k * max(1.4826 MAD, 1 % of the radius) of the complete molecules' residuals."""
+    ok = (table["n_blobs"] == size) & ~table["edge"] & np.isfinite(table["residual"])
+    r = table.loc[ok, "residual"].to_numpy()
+    if not len(r):
+        return np.nan
+    med = float(np.median(r))
+    spread = max(1.4826 * float(np.median(np.abs(r - med))), 0.01 * radius)
+    return med + k * spread
+
+
+def _make_table(table, attrs, tmpl, symmetry, threshold):
+    data = {}
+    for name, dtype in MOLECULE_COLUMNS.items():
+        values = table[name] if len(table) else []
+        data[name] = np.asarray(values).astype(dtype)
+    index = table.index.astype("int64") if len(table) else pd.RangeIndex(0)
+    out = pd.DataFrame(data, index=pd.Index(index, name="molecule_id"))
+    out.attrs.update(attrs)
+    template = None if tmpl is None else (_up(tmpl)).round(6).tolist()
+    out.attrs.update({"template": template, "symmetry": symmetry, "residual_threshold": threshold})
+    return out
