@@ -13,12 +13,14 @@ from .fcn.predict import segment
 from .io import load
 from .labels import LabelSet
 from .locate import locate
+from .molecules import find_molecules, fit_molecules, group_molecules
 from .movie import simulate_movie
 from .outliers import add_anomalies, anomaly_scores, cluster, find_anomalies
 from .pipeline import analyze
 from .register import align_frames, estimate_drift
 from .session import load_session, save_session
 from .simulate import simulate_lattice
+from .simulate_molecules import simulate_molecules
 from .table import ATOM_COLUMNS, empty_atoms
 from .timeseries import time_series, unwrap_angles
 from .track import get_drift, track
@@ -46,6 +48,10 @@ __all__ = [
     "find_dumbbells",
     "pair_dumbbells",
     "simulate_movie",
+    "simulate_molecules",
+    "find_molecules",
+    "fit_molecules",
+    "group_molecules",
     "time_series",
     "unwrap_angles",
     "align_frames",

@@ -84,6 +84,7 @@ def find_molecules(
         A copy of ``atoms`` with a ``molecule`` column (the molecule id).
     molecules : pandas.DataFrame
         One row per molecule, index ``molecule_id``; see :func:`fit_molecules`.
+        ``attrs["max_distance"]`` adds the grouping cut (px).
 
     Examples
     --------
@@ -98,8 +99,11 @@ def find_molecules(
     [[20.0, 20.0, 10.0, 3.0], [50.0, 30.0, 40.0, 3.0]]
     """
     atoms = atoms.copy()
-    atoms["molecule"] = group_molecules(atoms, max_distance=max_distance)
-    return atoms, fit_molecules(atoms, template=template, symmetry=symmetry, misfit=misfit)
+    groups = group_molecules(atoms, max_distance=max_distance)
+    atoms["molecule"] = groups
+    molecules = fit_molecules(atoms, template=template, symmetry=symmetry, misfit=misfit)
+    molecules.attrs["max_distance"] = groups.attrs["max_distance"]
+    return atoms, molecules
 
 
 def group_molecules(atoms: pd.DataFrame, *, max_distance: float | None = None) -> pd.Series:
