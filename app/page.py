@@ -1,113 +1,85 @@
-"""The dashboard page: widgets and a bqplot figure that observe an :class:`AppState`.
+"""The dashboard page: panels and linked views around one :class:`AppState`.
 
-Callbacks only forward user actions to the state; errors they raise are shown
-in an Output widget on the page.
+``dashboard.ipynb`` calls :func:`build_page`. The data folder comes from
+``$ATOMSTAT_DATA_DIR`` (``atomstat dashboard DATA_DIR`` sets it) and the
+example opened first from ``$ATOMSTAT_EXAMPLE``.
 """
 
 from __future__ import annotations
 
-import io
+import os
+from dataclasses import dataclass
 
-import bqplot as bq
 import ipywidgets as widgets
-import numpy as np
-from PIL import Image as PILImage
 
-from app.state import AppState, bundled_examples
+from app.data import data_dir_from_env, example_catalogue
+from app.explorer import Explorer
+from app.image_view import ImageView
+from app.movie_view import MovieView
+from app.panels import DataPanel, DetectionPanel, ExportPanel, LabelPanel
+from app.state import AppState
 
-__all__ = ["build_page", "to_png"]
+__all__ = ["DEFAULT_EXAMPLE", "Page", "build_page"]
 
-FIGURE_SIZE = "600px"
-
-
-def to_png(image: np.ndarray) -> bytes:
-    """Encode a 2-D image as 8-bit greyscale PNG, stretched between its 0.5 and 99.5 percentiles."""
-    low, high = np.nanpercentile(image, [0.5, 99.5])
-    scaled = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
-    buffer = io.BytesIO()
-    PILImage.fromarray((scaled * 255).astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _make_figure() -> tuple[bq.Figure, bq.Image, bq.Scatter]:
-    """Return an empty figure holding an image mark with a scatter of atom centres on top."""
-    sx = bq.LinearScale(min=-0.5, max=0.5)
-    sy = bq.LinearScale(min=-0.5, max=0.5, reverse=True)  # row 0 at the top
-    picture = bq.Image(
-        image=widgets.Image(value=b"", format="png"), scales={"x": sx, "y": sy}, x=[0, 1], y=[0, 1]
-    )
-    centres = bq.Scatter(
-        x=[], y=[], scales={"x": sx, "y": sy}, colors=["#ff3b30"], default_size=12, stroke="white"
-    )
-    axes = [
-        bq.Axis(scale=sx, label="x (px)"),
-        bq.Axis(scale=sy, orientation="vertical", label="y (px)"),
-    ]
-    figure = bq.Figure(
-        marks=[picture, centres],
-        axes=axes,
-        padding_x=0,
-        padding_y=0,
-        min_aspect_ratio=1,
-        max_aspect_ratio=1,
-        fig_margin={"top": 20, "bottom": 45, "left": 55, "right": 10},  # square plot area,
-        layout=widgets.Layout(width=FIGURE_SIZE, height=FIGURE_SIZE),
-    )
-    return figure, picture, centres
+DEFAULT_EXAMPLE = "MoS2 V-doped HAADF 9nm"
+_CSS = """<style>
+.atomstat-status { font-weight: bold; color: #1a4a7a; }
+.atomstat-rows td, .atomstat-rows th { padding: 1px 6px; text-align: right; }
+.atomstat-rows tr:nth-child(even) { background: #f2f2f2; }
+</style>"""
 
 
-def _show_image(picture: bq.Image, centres: bq.Scatter, image: np.ndarray | None) -> None:
-    """Put ``image`` into the image mark (pixel centres at integer x, y) and clear the atoms."""
-    if image is None:
-        return
-    height, width = image.shape
-    sx, sy = picture.scales["x"], picture.scales["y"]
-    with picture.hold_sync(), centres.hold_sync():
-        sx.min, sx.max = -0.5, width - 0.5
-        sy.min, sy.max = -0.5, height - 0.5
-        picture.image = widgets.Image(value=to_png(image), format="png")
-        picture.x, picture.y = [-0.5, width - 0.5], [height - 0.5, -0.5]
-        centres.x, centres.y = [], []
+@dataclass
+class Page:
+    """The page's widget and its parts (tests and benchmarks drive them)."""
+
+    widget: widgets.Widget
+    state: AppState
+    image: ImageView
+    explorer: Explorer
+    movie: MovieView
+    data: DataPanel
+    detection: DetectionPanel
+    labels: LabelPanel
+    exports: ExportPanel
+    errors: widgets.Output
 
 
-def _show_atoms(centres: bq.Scatter, atoms) -> None:
-    """Draw the centres of ``atoms`` (an atoms table, or None to clear)."""
-    with centres.hold_sync():
-        if atoms is None:
-            centres.x, centres.y = [], []
-        else:
-            centres.x, centres.y = atoms["x"].to_numpy(), atoms["y"].to_numpy()
+def build_page(
+    state: AppState | None = None, *, data_dir=None, example: str | None = None
+) -> widgets.Widget:
+    """Return the dashboard widget (see :func:`make_page` for its parts)."""
+    return make_page(state, data_dir=data_dir, example=example).widget
 
 
-def build_page(state: AppState | None = None) -> widgets.VBox:
-    """Return the dashboard: example chooser, "Find atoms" button, figure and status line."""
-    state = state if state is not None else AppState()
-    examples = bundled_examples()
-    chooser = widgets.Dropdown(options=list(examples.items()), description="Example")
-    button = widgets.Button(description="Find atoms", button_style="primary")
+def make_page(state: AppState | None = None, *, data_dir=None, example: str | None = None) -> Page:
+    """Build every panel and view on ``state`` and lay them out; open ``example`` first."""
+    state = state if state is not None else AppState(data_dir_from_env(data_dir))
+    errors = widgets.Output(layout={"max_height": "200px", "overflow": "auto"})
+    errors.add_class("atomstat-errors")
     status = widgets.Label(value=state.status)
     status.add_class("atomstat-status")
-    errors = widgets.Output()
-    errors.add_class("atomstat-errors")
-    figure, picture, centres = _make_figure()
-
-    state.observe(lambda change: _show_image(picture, centres, change.new), "image")
-    state.observe(lambda change: _show_atoms(centres, change.new), "atoms")
-    state.observe(lambda change: setattr(status, "value", change.new), "status")
-    state.observe(lambda change: setattr(button, "disabled", change.new), "busy")
-
-    def open_example(path):
-        with errors:
-            state.open(path)
-
-    def on_click(_button):
-        with errors:
-            state.find_atoms()
-
-    chooser.observe(lambda change: open_example(change.new), "value")
-    button.on_click(on_click)
-    if chooser.value is not None:
-        open_example(chooser.value)
-    title = widgets.HTML("<h1>atomstat</h1>")
-    controls = widgets.HBox([chooser, button])
-    return widgets.VBox([title, controls, figure, status, errors])
+    state.observe(lambda c: setattr(status, "value", c.new), "status")
+    image = ImageView(state)
+    explorer = Explorer(state, errors)
+    movie = MovieView(state, errors)
+    data = DataPanel(state, errors)
+    detection = DetectionPanel(state, errors)
+    labels = LabelPanel(state, errors)
+    exports = ExportPanel(state, errors)
+    tabs = widgets.Tab([data.widget, detection.widget, exports.widget])
+    for i, title in enumerate(("Data", "Detection", "Export")):
+        tabs.set_title(i, title)
+    tabs.selected_index = 1
+    left = widgets.VBox(
+        [tabs, widgets.HTML("<h4 style='margin:6px 0 2px'>Labels</h4>"), labels.widget],
+        layout={"width": "370px"},
+    )
+    head = widgets.HTML(f"{_CSS}<h2 style='margin:4px 0'>atomstat</h2>")
+    main = widgets.HBox([left, image.widget, explorer.widget])
+    widget = widgets.VBox([head, status, main, movie.widget, errors])
+    page = Page(widget, state, image, explorer, movie, data, detection, labels, exports, errors)
+    chosen = example if example is not None else os.environ.get("ATOMSTAT_EXAMPLE", DEFAULT_EXAMPLE)
+    if chosen and chosen in example_catalogue():
+        data.examples.value = chosen
+    return page

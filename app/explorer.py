@@ -1,0 +1,260 @@
+"""The descriptor explorer: a scatter of any two columns, histograms, the selected table.
+
+Brush and lasso on the scatter and an interval brush on a histogram only turn
+the selector's traits into a rule (:mod:`app.selection`) on the state, when
+the brushing ends; every view then redraws from the state.
+"""
+
+from __future__ import annotations
+
+import html
+
+import bqplot as bq
+import ipywidgets as widgets
+import numpy as np
+import pandas as pd
+
+from app.image_view import HIGHLIGHT
+from app.render import label_colors
+from app.report import report
+from app.selection import MODES, IdsRule, IntervalRule, RangeRule
+from app.state import AppState
+
+__all__ = ["Explorer", "numeric_columns"]
+
+UNLABELLED = "#7f7f7f"
+_HIDDEN = ("frame", "particle", "atom_a", "atom_b", "edge")
+TABLE_ROWS = 12
+
+
+def numeric_columns(table: pd.DataFrame | None) -> list[str]:
+    """Columns that can go on an axis (numeric, not ids or flags)."""
+    if table is None:
+        return []
+    return [
+        c
+        for c in table.columns
+        if c not in _HIDDEN
+        and pd.api.types.is_numeric_dtype(table[c])
+        and not pd.api.types.is_bool_dtype(table[c])
+    ]
+
+
+class _Histogram:
+    """Counts of one column (all rows in grey, selected rows on top) with an interval brush."""
+
+    def __init__(self, explorer: Explorer, column: str):
+        self.explorer = explorer
+        self.sx, self.sy = bq.LinearScale(), bq.LinearScale(min=0)
+        scales = {"x": self.sx, "y": self.sy}
+        self.all = bq.Bars(x=[0.0], y=[0.0], scales=scales, colors=["#9e9e9e"], padding=0.05)
+        self.chosen = bq.Bars(x=[0.0], y=[0.0], scales=scales, colors=[HIGHLIGHT], padding=0.05)
+        self.brush = bq.interacts.BrushIntervalSelector(
+            scale=self.sx, marks=[self.all], color="red"
+        )
+        self.column = widgets.Dropdown(options=[column], value=column, layout={"width": "200px"})
+        self.figure = bq.Figure(
+            marks=[self.all, self.chosen], interaction=self.brush,
+            axes=[bq.Axis(scale=self.sx, num_ticks=4),
+                  bq.Axis(scale=self.sy, orientation="vertical", num_ticks=3)],
+            fig_margin={"top": 5, "bottom": 25, "left": 45, "right": 10},
+            layout=widgets.Layout(width="255px", height="170px"),
+        )  # fmt: skip
+        self.brush.observe(self._brushed, "brushing")
+        self.column.observe(lambda _: self.draw(), "value")
+        self.widget = widgets.VBox([self.column, self.figure])
+
+    def _brushed(self, change) -> None:
+        if change.new or self.brush.selected is None or len(self.brush.selected) != 2:
+            return
+        low, high = (float(v) for v in self.brush.selected)
+        with report(self.explorer.state, self.explorer.errors):
+            self.explorer.state.select(IntervalRule(self.column.value, low, high))
+
+    def draw(self) -> None:
+        if self.explorer._quiet:
+            return
+        rows = self.explorer.rows()
+        column = self.column.value
+        if column is None or column not in rows:
+            return
+        values = rows[column].to_numpy(float)
+        finite = np.isfinite(values)
+        edges = np.histogram_bin_edges(values[finite], bins=30) if finite.any() else np.arange(2.0)
+        centres = (edges[:-1] + edges[1:]) / 2
+        chosen = rows.index.isin(self.explorer.state.selected) & finite
+        with self.all.hold_sync(), self.chosen.hold_sync():
+            self.all.x, self.all.y = centres, np.histogram(values[finite], edges)[0]
+            self.chosen.x, self.chosen.y = centres, np.histogram(values[chosen], edges)[0]
+
+
+class Explorer:
+    """Scatter + two histograms + selection mode + the table of selected rows."""
+
+    def __init__(self, state: AppState, errors: widgets.Output):
+        self.state, self.errors = state, errors
+        self.sx, self.sy = bq.LinearScale(), bq.LinearScale()
+        scales = {"x": self.sx, "y": self.sy}
+        self.points = bq.Scatter(x=[], y=[], scales=scales, default_size=14, colors=[UNLABELLED])
+        self.marked = bq.Scatter(
+            x=[], y=[], scales=scales, default_size=40, fill=False, stroke_width=2,
+            colors=["black"],
+        )  # fmt: skip
+        self.brush = bq.interacts.BrushSelector(
+            x_scale=self.sx, y_scale=self.sy, marks=[self.points], color="red"
+        )
+        self.lasso = bq.interacts.LassoSelector(
+            x_scale=self.sx, y_scale=self.sy, marks=[self.points], color="red"
+        )
+        self.x = widgets.Dropdown(description="x", value=None, layout={"width": "200px"})
+        self.y = widgets.Dropdown(description="y", value=None, layout={"width": "200px"})
+        self.axes = [bq.Axis(scale=self.sx, num_ticks=5),
+                     bq.Axis(scale=self.sy, orientation="vertical", num_ticks=5)]  # fmt: skip
+        self.figure = bq.Figure(
+            marks=[self.points, self.marked], axes=self.axes, interaction=self.brush,
+            fig_margin={"top": 10, "bottom": 35, "left": 55, "right": 10},
+            layout=widgets.Layout(width="510px", height="360px"),
+        )  # fmt: skip
+        self.figure.add_class("atomstat-scatter")
+        self.tool = widgets.ToggleButtons(
+            options=["brush", "lasso"], value="brush", style={"button_width": "60px"}
+        )
+        self.mode = widgets.ToggleButtons(
+            options=list(MODES), value=state.selection_mode, style={"button_width": "70px"}
+        )
+        self.clear = widgets.Button(description="Clear", layout={"width": "70px"})
+        self.count = widgets.HTML()
+        self.count.add_class("atomstat-selected-count")
+        self.table = widgets.HTML()
+        self.table.add_class("atomstat-selected-table")
+        self._quiet = False
+        self.histograms = [_Histogram(self, "area"), _Histogram(self, "intensity")]
+        self._wire()
+        tools = widgets.HBox([self.tool, self.mode, self.clear])
+        plots = widgets.VBox([self.figure, widgets.HBox([h.widget for h in self.histograms])])
+        self.widget = widgets.VBox(
+            [widgets.HBox([self.x, self.y]), plots, tools, self.count, self.table]
+        )
+
+    def _wire(self) -> None:
+        state = self.state
+        self.brush.observe(self._brushed, "brushing")
+        self.points.observe(self._lassoed, "selected")
+        self.tool.observe(self._set_tool, "value")
+        self.mode.observe(lambda c: setattr(state, "selection_mode", c.new), "value")
+        state.observe(lambda c: setattr(self.mode, "value", c.new), "selection_mode")
+        self.clear.on_click(lambda _: state.clear_selection())
+        self.x.observe(lambda _: self.draw(), "value")
+        self.y.observe(lambda _: self.draw(), "value")
+        state.observe(lambda _: self._new_table(), "table")
+        state.observe(lambda _: self.draw(), ["frame", "labels_version"])
+        state.observe(lambda _: self.draw_selection(), "selected")
+
+    # ---------------------------------------------------------------- selectors
+    def _brushed(self, change) -> None:
+        """Brushing ended: the rectangle becomes a range rule on the state."""
+        if change.new or self.tool.value != "brush":
+            return
+        sel_x, sel_y = self.brush.selected_x, self.brush.selected_y
+        if sel_x is None or sel_y is None or len(sel_x) != 2 or len(sel_y) != 2:
+            return
+        rule = RangeRule(self.x.value, self.y.value, tuple(map(float, sel_x)),
+                         tuple(map(float, sel_y)))  # fmt: skip
+        with report(self.state, self.errors):
+            self.state.select(rule)
+
+    def _lassoed(self, change) -> None:
+        """The lasso closed: the points inside it become an ids rule on the state."""
+        if self.tool.value != "lasso" or change.new is None:
+            return
+        rows = self.rows()
+        index = np.asarray(change.new, int)
+        index = index[(index >= 0) & (index < len(rows))]
+        with report(self.state, self.errors):
+            self.state.select(IdsRule(tuple(int(i) for i in rows.index[index])))
+
+    def _set_tool(self, change) -> None:
+        self.figure.interaction = self.brush if change.new == "brush" else self.lasso
+
+    # ------------------------------------------------------------------ drawing
+    def rows(self) -> pd.DataFrame:
+        """Rows of the working table in the current frame."""
+        table = self.state.table
+        if table is None:
+            return pd.DataFrame(columns=["x", "y"])
+        return table[table["frame"] == self.state.frame] if "frame" in table else table
+
+    def _new_table(self) -> None:
+        columns = numeric_columns(self.state.table)
+        defaults = [("area", "circularity"), ("angle", "separation")]
+        x, y = next(((a, b) for a, b in defaults if a in columns and b in columns), (None, None))
+        self._quiet = True
+        try:
+            for dropdown, default in ((self.x, x), (self.y, y)):
+                _set_options(dropdown, columns, default)
+            for hist, default in zip(self.histograms, ("intensity", "nn_distance"), strict=True):
+                _set_options(hist.column, columns, default)
+        finally:
+            self._quiet = False
+        self.draw()
+
+    def draw(self) -> None:
+        if self._quiet:
+            return
+        rows = self.rows()
+        if self.x.value is None or self.y.value is None or self.x.value not in rows:
+            return
+        colors = label_colors(self.state.labels.labels(rows.index), self.state.labels.classes,
+                              UNLABELLED)  # fmt: skip
+        with self.points.hold_sync():
+            self.points.x = rows[self.x.value].to_numpy(float)
+            self.points.y = rows[self.y.value].to_numpy(float)
+            self.points.colors = colors or [UNLABELLED]
+            self.points.selected = None
+        self.axes[0].label, self.axes[1].label = self.x.value, self.y.value
+        self.draw_selection()
+
+    def draw_selection(self) -> None:
+        """Ring the selected points, recount the histograms, list the selected rows."""
+        rows = self.rows()
+        chosen = rows[rows.index.isin(self.state.selected)] if len(rows) else rows
+        if self.x.value in rows:
+            with self.marked.hold_sync():
+                self.marked.x = chosen[self.x.value].to_numpy(float)
+                self.marked.y = chosen[self.y.value].to_numpy(float)
+        for hist in self.histograms:
+            hist.draw()
+        self._draw_table()
+
+    def _draw_table(self) -> None:
+        state = self.state
+        n, total = len(state.selected), 0 if state.table is None else len(state.table)
+        self.count.value = f"<b>{n} selected</b> of {total} &mdash; {state.selection.describe()}"
+        rows = state.selected_rows()
+        if not len(rows):
+            self.table.value = ""
+            return
+        columns = [
+            c for c in ("frame", "x", "y", *numeric_columns(rows)[2:8], "label") if c in rows
+        ]
+        shown = rows[list(dict.fromkeys(columns))].head(TABLE_ROWS)
+        more = f"<i>... and {len(rows) - TABLE_ROWS} more</i>" if len(rows) > TABLE_ROWS else ""
+        self.table.value = _html_table(shown) + more
+
+
+def _set_options(dropdown: widgets.Dropdown, columns: list[str], default: str | None) -> None:
+    """New options; keep the chosen column if it is still there, else ``default``."""
+    keep = dropdown.value if dropdown.value in columns else default
+    dropdown.options = columns
+    dropdown.value = keep if keep in columns else (columns[0] if columns else None)
+
+
+def _html_table(rows: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["id", *rows.columns])
+    body = []
+    for atom_id, row in rows.iterrows():
+        cells = [atom_id, *row.tolist()]
+        text = [f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)) for v in cells]
+        body.append("<tr>" + "".join(f"<td>{t}</td>" for t in text) + "</tr>")
+    style = "font-size:11px;border-collapse:collapse"
+    return f"<table style='{style}' class='atomstat-rows'><tr>{head}</tr>{''.join(body)}</table>"

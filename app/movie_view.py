@@ -1,0 +1,164 @@
+"""Movies: frame slider with play, drift-corrected display, tracking, angle plots.
+
+Picked dumbbells (any selection: a click on the image, a brush on the
+scatter) draw their angle against frame, one line per track in its label
+colour; the angle distribution of the current frame and any descriptor over
+time for the selected tracks sit beside it.
+"""
+
+from __future__ import annotations
+
+import bqplot as bq
+import ipywidgets as widgets
+import numpy as np
+
+import atomstat
+from app.explorer import numeric_columns
+from app.report import report
+from app.state import AppState
+
+__all__ = ["MovieView"]
+
+_SERIES_COLOR = "#555555"
+
+
+def _lines_figure(title: str, x_label: str, y_label: str, width: str = "360px"):
+    sx, sy = bq.LinearScale(), bq.LinearScale()
+    lines = bq.Lines(x=[], y=[], scales={"x": sx, "y": sy}, stroke_width=1.6, marker="circle",
+                     marker_size=12)  # fmt: skip
+    now = bq.Lines(x=[0, 0], y=[0, 1], scales={"x": sx, "y": bq.LinearScale(min=0, max=1)},
+                   colors=["red"], line_style="dashed")  # fmt: skip
+    figure = bq.Figure(
+        marks=[lines, now], title=title, title_style={"font-size": "13px"},
+        axes=[bq.Axis(scale=sx, label=x_label, num_ticks=5),
+              bq.Axis(scale=sy, orientation="vertical", label=y_label, num_ticks=4)],
+        fig_margin={"top": 30, "bottom": 40, "left": 55, "right": 10},
+        layout=widgets.Layout(width=width, height="250px"),
+    )  # fmt: skip
+    return figure, lines, now
+
+
+class MovieView:
+    """Frame controls and the time plots of the selected tracks."""
+
+    def __init__(self, state: AppState, errors: widgets.Output):
+        self.state, self.errors = state, errors
+        self.slider = widgets.IntSlider(0, min=0, max=0, description="Frame",
+                                        continuous_update=False)  # fmt: skip
+        self.play = widgets.Play(value=0, min=0, max=0, interval=600, description="Play")
+        widgets.jslink((self.play, "value"), (self.slider, "value"))
+        self.aligned = widgets.Checkbox(False, description="Drift-corrected", indent=False)
+        self.track = widgets.Button(description="Track", icon="route")
+        self.column = widgets.Dropdown(description="Over time", layout={"width": "240px"})
+        self.angle_fig, self.angle_lines, self.angle_now = _lines_figure(
+            "Angle of the picked dumbbells", "frame", "angle (deg)"
+        )
+        self.angle_fig.add_class("atomstat-angles")
+        self.series_fig, self.series_lines, self.series_now = _lines_figure(
+            "Selected tracks over time", "frame", ""
+        )
+        hx, hy = bq.LinearScale(), bq.LinearScale(min=0)
+        self.dist = bq.Bars(x=[0.0], y=[0.0], scales={"x": hx, "y": hy}, colors=["#0072b2"])
+        self.dist_fig = bq.Figure(
+            marks=[self.dist], title="Angles in this frame", title_style={"font-size": "13px"},
+            axes=[bq.Axis(scale=hx, label="angle (deg)", num_ticks=4),
+                  bq.Axis(scale=hy, orientation="vertical", num_ticks=3)],
+            fig_margin={"top": 30, "bottom": 40, "left": 45, "right": 10},
+            layout=widgets.Layout(width="300px", height="250px"),
+        )  # fmt: skip
+        self._wire()
+        controls = widgets.HBox([self.play, self.slider, self.aligned, self.track, self.column])
+        plots = widgets.HBox([self.angle_fig, self.dist_fig, self.series_fig])
+        self.widget = widgets.VBox([controls, plots])
+
+    def _wire(self) -> None:
+        state = self.state
+        self.slider.observe(lambda c: setattr(state, "frame", int(c.new)), "value")
+        state.observe(lambda c: setattr(self.slider, "value", c.new), "frame")
+        self.aligned.observe(self._set_aligned, "value")
+        state.observe(lambda c: setattr(self.aligned, "value", c.new), "aligned")
+        self.track.on_click(self._track)
+        self.column.observe(lambda _: self.draw_series(), "value")
+        state.observe(lambda _: self._new_frames(), "frames")
+        state.observe(lambda _: self._new_table(), "table")
+        state.observe(lambda _: self.draw_frame(), "frame")
+        state.observe(lambda _: self.draw_series(), ["selected", "labels_version"])
+
+    def _set_aligned(self, change) -> None:
+        with report(self.state, self.errors):
+            if change.new and self.state.drift is None:
+                self.state.status = "Track the movie first: the drift comes from tracking"
+                self.aligned.value = False
+                return
+            self.state.aligned = bool(change.new)
+
+    def _track(self, _button) -> None:
+        with report(self.state, self.errors):
+            self.state.track()
+
+    def _new_frames(self) -> None:
+        last = max(self.state.n_frames - 1, 0)
+        for w in (self.slider, self.play):
+            w.max = last
+        self.widget.layout.display = None if last > 0 else "none"
+
+    def _new_table(self) -> None:
+        columns = [c for c in numeric_columns(self.state.table) if c not in ("x", "y")]
+        keep = self.column.value if self.column.value in columns else None
+        default = "intensity" if "intensity" in columns else (columns[0] if columns else None)
+        self.column.options = columns
+        self.column.value = keep or default
+        self.draw_frame()
+        self.draw_series()
+
+    # ------------------------------------------------------------------ drawing
+    def draw_frame(self) -> None:
+        """The current-frame marker and the angle distribution of this frame."""
+        frame = self.state.frame
+        for now in (self.angle_now, self.series_now):
+            now.x = [frame, frame]
+        table = self.state.table
+        if table is None or "angle" not in table:
+            return
+        angles = table.loc[table["frame"] == frame, "angle"].to_numpy(float)
+        angles = angles[np.isfinite(angles)]
+        if not len(angles):
+            return
+        wrapped = atomstat.timeseries.wrap_angles(angles)
+        counts, edges = np.histogram(wrapped, bins=18)
+        with self.dist.hold_sync():
+            self.dist.x, self.dist.y = (edges[:-1] + edges[1:]) / 2, counts
+
+    def draw_series(self) -> None:
+        """One line per selected track: its angle, and the chosen descriptor, against frame."""
+        state = self.state
+        particles = state.selected_particles()
+        table = state.table
+        if not particles:
+            for lines in (self.angle_lines, self.series_lines):
+                lines.x, lines.y = [], []
+            return
+        colors = state.particle_colors(particles)
+        rows = table[table["particle"].isin(particles)]
+        wanted = [c for c in ("angle", self.column.value) if c and c in rows]
+        series = atomstat.time_series(rows, wanted)
+        if "angle" in rows:
+            self._draw_lines(self.angle_lines, series, "angle_unwrapped", colors)
+        if self.column.value:
+            self._draw_lines(self.series_lines, series, self.column.value, colors)
+            self.series_fig.axes[1].label = self.column.value
+        self.draw_frame()
+
+    @staticmethod
+    def _draw_lines(lines, series, column, colors) -> None:
+        xs, ys, cs = [], [], []
+        for particle, one in series.groupby("particle"):
+            xs.append(one["frame"].to_numpy(float))
+            ys.append(one[column].to_numpy(float))
+            cs.append(colors.get(int(particle), _SERIES_COLOR))
+        width = max(len(x) for x in xs)
+        pad = lambda a: np.pad(a, (0, width - len(a)), constant_values=np.nan)  # noqa: E731
+        with lines.hold_sync():
+            lines.x = np.array([pad(a) for a in xs])
+            lines.y = np.array([pad(a) for a in ys])
+            lines.colors = cs

@@ -1,0 +1,106 @@
+"""Pixels and colours for the views: 8-bit PNG images, label colours. No widgets.
+
+Large images go to the browser as one 8-bit PNG, block-averaged so that the
+longer side is at most ``max_side`` px; the extent returned keeps the pixel
+coordinates of the full image, so overlays drawn in image px stay in place.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from PIL import Image as PILImage
+
+__all__ = ["UNLABELLED", "display_png", "label_colors", "reduce"]
+
+UNLABELLED = "#ffffff"
+PROB_COLOR = np.array([0.0, 0.85, 1.0])  # cyan: the probability in the blend
+MAX_SIDE = 1024
+
+
+def reduce(image: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, int]:
+    """Block-average ``image`` by the smallest whole factor that fits ``max_side``.
+
+    Returns the reduced image and the factor ``k``: reduced pixel ``(i, j)``
+    covers full pixels ``k*i .. k*i + k - 1`` (the edge is padded by
+    repetition).
+
+    Examples
+    --------
+    >>> small, k = reduce(np.ones((2048, 1000)), 1024)
+    >>> small.shape, k
+    ((1024, 500), 2)
+    """
+    image = np.asarray(image, np.float32)
+    k = int(np.ceil(max(image.shape) / max_side))
+    if k <= 1:
+        return image, 1
+    h, w = image.shape
+    padded = np.pad(image, ((0, -h % k), (0, -w % k)), mode="edge")
+    return padded.reshape(padded.shape[0] // k, k, padded.shape[1] // k, k).mean(axis=(1, 3)), k
+
+
+def _stretch(image: np.ndarray) -> np.ndarray:
+    finite = image[np.isfinite(image)]
+    if not finite.size:
+        return np.zeros(image.shape, np.float32)
+    low, high = np.percentile(finite, [0.5, 99.5])
+    out = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
+    return np.nan_to_num(out, nan=0.0).astype(np.float32)
+
+
+def display_png(
+    image: np.ndarray, prob: np.ndarray | None = None, mode: str = "raw", max_side: int = MAX_SIDE
+) -> tuple[bytes, tuple[float, float], tuple[float, float]]:
+    """The PNG the image view shows, and its x and y extents in full-image px.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+    prob : ndarray of shape (H, W), optional
+    mode : {"raw", "probability", "blend"}
+        The raw image (grey, stretched between its 0.5 and 99.5 percentiles),
+        the probability map (grey, 0 to 1), or the raw image with the
+        probability laid over it in cyan.
+    max_side : int
+        Longest side of the PNG.
+
+    Returns
+    -------
+    png : bytes
+    x_extent, y_extent : (float, float)
+        Where the PNG's outer pixel edges lie, in px of the full image
+        (``y`` from bottom to top edge, for a y axis pointing down).
+    """
+    if mode not in ("raw", "probability", "blend"):
+        raise ValueError(f"mode must be 'raw', 'probability' or 'blend', got {mode!r}")
+    if mode != "raw" and prob is None:
+        mode = "raw"
+    small, k = reduce(image, max_side)
+    if mode == "raw":
+        pixels = (_stretch(small) * 255).astype(np.uint8)
+    elif mode == "probability":
+        pixels = (np.clip(reduce(prob, max_side)[0], 0, 1) * 255).astype(np.uint8)
+    else:
+        grey = _stretch(small)[..., None]
+        alpha = 0.65 * np.clip(reduce(prob, max_side)[0], 0, 1)[..., None]
+        pixels = ((grey * (1 - alpha) + PROB_COLOR * alpha) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    h, w = small.shape
+    return buffer.getvalue(), (-0.5, w * k - 0.5), (h * k - 0.5, -0.5)
+
+
+def label_colors(labels: pd.Series, classes: dict[str, str], default: str = UNLABELLED) -> list:
+    """Hex colour of every row: its class colour, ``default`` where unlabelled.
+
+    Examples
+    --------
+    >>> labels = pd.Series(pd.Categorical(["a", None], categories=["a"]))
+    >>> label_colors(labels, {"a": "#ff0000"})
+    ['#ff0000', '#ffffff']
+    """
+    values = labels.astype(object).to_numpy()
+    return [classes.get(v, default) if isinstance(v, str) else default for v in values]
