@@ -8,7 +8,9 @@ new contour ``threshold`` gives a new table at once, without the network:
   returns the probability map;
 - :func:`relocate` turns a stored map into the atoms table at any threshold,
   exactly as :func:`atomstat.analyze` would have at that threshold;
-- :func:`blob_contours` gives each atom's contour polygon, for drawing.
+- :func:`blob_contours` gives each atom's contour polygon, for drawing;
+- :func:`match_ids` says which atom of the new table is which of the old one,
+  so that labels follow the atoms to the new table.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from skimage.measure import find_contours
 from ._arrays import as_array
 from .fcn.predict import load_model, segment
 from .locate import locate
+from .metrics import match_points
 from .pipeline import _FRAMES_PER_CHUNK, _model_name, _refine_sigma, calibration
 from .scale import estimate_sigma
 
-__all__ = ["analyze_maps", "blob_contours", "relocate"]
+__all__ = ["analyze_maps", "blob_contours", "match_ids", "relocate"]
 
 
 def analyze_maps(
@@ -167,3 +170,43 @@ def blob_contours(prob: np.ndarray, threshold: float, atoms: pd.DataFrame) -> pd
     return pd.DataFrame(
         {"x": pts[:, 1], "y": pts[:, 0], "atom_id": np.repeat(owner, lengths).astype(np.int64)}
     )
+
+
+def match_ids(old: pd.DataFrame, new: pd.DataFrame, *, tol: float | None = None) -> dict:
+    """Pair the atoms of two tables of the same data (one to one, frame by frame).
+
+    Parameters
+    ----------
+    old, new : pandas.DataFrame
+        Atoms tables (``frame``, ``x``, ``y``), e.g. before and after a
+        threshold change.
+    tol : float, optional
+        Largest distance (px) between paired centres; by default half the
+        median ``nn_distance`` of ``old`` (2 px without it).
+
+    Returns
+    -------
+    mapping : dict of int to int
+        Old atom id -> new atom id, for every atom found in both.
+
+    Examples
+    --------
+    >>> old = pd.DataFrame({"frame": 0, "x": [1.0, 20.0], "y": [1.0, 5.0]}, index=[10, 11])
+    >>> new = pd.DataFrame({"frame": 0, "x": [20.3, 50.0], "y": [5.1, 5.0]}, index=[0, 1])
+    >>> match_ids(old, new)
+    {11: 0}
+    """
+    if tol is None:
+        nn = old["nn_distance"].median() if "nn_distance" in old and len(old) else np.nan
+        tol = 0.5 * float(nn) if np.isfinite(nn) else 2.0
+    if not tol > 0:
+        raise ValueError(f"tol must be a positive distance in px, got {tol!r}")
+    mapping = {}
+    frames_new = dict(tuple(new.groupby("frame"))) if "frame" in new else {0: new}
+    for frame, a in old.groupby("frame") if "frame" in old else [(0, old)]:
+        b = frames_new.get(frame)
+        if b is None or not len(b):
+            continue
+        ia, ib, _ = match_points(a[["x", "y"]].to_numpy(float), b[["x", "y"]].to_numpy(float), tol)
+        mapping.update(zip(a.index[ia].tolist(), b.index[ib].tolist(), strict=True))
+    return mapping

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import atomstat
-from atomstat.maps import analyze_maps, blob_contours, relocate
+from atomstat.maps import analyze_maps, blob_contours, match_ids, relocate
 from atomstat.simulate import simulate_lattice
 
 
@@ -74,3 +74,17 @@ def test_blob_contours_without_atoms_and_bad_input():
         blob_contours(prob[None], 0.5, far)
     with pytest.raises(ValueError, match="threshold"):
         analyze_maps(prob, threshold=0)
+
+
+def test_match_ids_follows_atoms_to_a_new_table(lattice, threshold_model):
+    atoms, prob = analyze_maps(lattice.image, model=threshold_model)
+    shuffled = atoms.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    shuffled["x"] += 0.2
+    mapping = match_ids(atoms, shuffled)
+    assert len(mapping) == len(atoms)
+    for old_id, new_id in list(mapping.items())[:20]:
+        assert abs(shuffled.loc[new_id, "y"] - atoms.loc[old_id, "y"]) < 1e-9
+    far = shuffled.assign(x=shuffled.x + 50)
+    assert len(match_ids(atoms, far, tol=1.0)) < len(atoms) // 2
+    with pytest.raises(ValueError, match="tol"):
+        match_ids(atoms, shuffled, tol=0)
