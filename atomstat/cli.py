@@ -1,4 +1,4 @@
-"""Command-line interface: ``atomstat analyze``, ``atomstat train``, ``atomstat track``.
+"""Command-line interface: ``atomstat analyze``, ``train``, ``track``, ``dashboard``.
 
 Each subcommand parses its arguments and calls the library; no analysis
 logic lives here.
@@ -10,6 +10,8 @@ import argparse
 import logging
 import shlex
 import sys
+
+from . import serve
 
 __all__ = ["main"]
 
@@ -279,6 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     _track_parser(sub)
+    serve.add_parser(sub)
     return p
 
 
