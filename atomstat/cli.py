@@ -55,8 +55,10 @@ def _analyze(args) -> int:
     failed = []
     for name in tqdm(args.files, desc="files", unit="file", disable=len(args.files) < 2):
         try:
-            signal = load(name)
-            atoms = analyze(signal, threshold=args.threshold, model=args.model)
+            signal = load(name, channel=args.channel, direction=args.direction)
+            atoms = analyze(
+                signal, threshold=args.threshold, model=args.model, preprocess=args.preprocess
+            )
         except (AtomstatError, ValueError, OSError) as exc:
             log.error("skipped %s: %s", name, exc)
             failed.append(name)
@@ -221,7 +223,31 @@ def _parser() -> argparse.ArgumentParser:
         default=0.5,
         help="probability level of the blob contours (default 0.5)",
     )
-    a.add_argument("--model", default=None, help="a .keras file (default: the shipped model)")
+    a.add_argument(
+        "--model",
+        default=None,
+        help="a shipped model (universal, stm) or a .keras file; default: stm for Nanonis/WSxM "
+        "files, else universal",
+    )
+    a.add_argument(
+        "--preprocess",
+        choices=("stm",),
+        default=None,
+        help="clean each image first: stm = plane background, line levelling, scar repair "
+        "(default: none)",
+    )
+    a.add_argument(
+        "--channel",
+        default=None,
+        help="the channel to analyse in multi-channel files, e.g. Z or Current for .sxm files "
+        "(default: the topography)",
+    )
+    a.add_argument(
+        "--direction",
+        choices=("forward", "backward"),
+        default=None,
+        help="scan direction in STM files (default: forward)",
+    )
     a.add_argument(
         "--anomalies",
         choices=("ocsvm", "iforest", "lof"),

@@ -14,17 +14,26 @@ import pandas as pd
 
 from ._arrays import as_array
 from .fcn.predict import load_model, segment
+from .io_stm import imaging_mode
 from .locate import concat_frames, locate
+from .preprocess import get_preprocessor
 from .scale import estimate_sigma
 
-__all__ = ["analyze", "calibration"]
+__all__ = ["analyze", "calibration", "choose_model"]
 
 log = logging.getLogger(__name__)
 
 _FRAMES_PER_CHUNK = 16
 
 
-def analyze(data, *, threshold: float = 0.5, model=None, progress: bool = False) -> pd.DataFrame:
+def analyze(
+    data,
+    *,
+    threshold: float = 0.5,
+    model=None,
+    preprocess=None,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Find every atom in an image or a movie and describe it.
 
     Parameters
@@ -35,7 +44,18 @@ def analyze(data, *, threshold: float = 0.5, model=None, progress: bool = False)
     threshold : float in (0, 1)
         Probability level of the blob contours.
     model : None, str, Path or keras.Model
-        None uses the shipped ``universal`` model.
+        None (or ``"auto"``) picks the shipped model from the data: ``stm``
+        for scanning-probe files (``metadata.Signal.signal_type == "STM"``,
+        set by :func:`atomstat.load` for Nanonis and WSxM files), else
+        ``universal``. A shipped name (``"universal"``, ``"stm"``), a
+        ``.keras`` path or a ``keras.Model`` overrides the choice.
+    preprocess : None, "stm" or callable
+        Clean each frame before the network sees it: ``"stm"`` removes a
+        plane background, levels the scan lines and repairs scars
+        (:func:`atomstat.preprocess.stm`); a function of one image (H, W)
+        returning an image of the same shape is applied as it is. None
+        (default) analyses the data as recorded. Positions are unchanged;
+        the intensity descriptors are measured on the cleaned image.
     progress : bool
         Show a progress bar over the frames of a stack.
 
@@ -43,8 +63,9 @@ def analyze(data, *, threshold: float = 0.5, model=None, progress: bool = False)
     -------
     atoms : pandas.DataFrame
         The atoms table. ``attrs`` holds ``pixel_size``, ``units``,
-        ``source``, ``model``, ``threshold`` and ``sigma`` (the estimated
-        atom width in px).
+        ``source``, ``model`` (the model used), ``imaging`` (``"stm"`` or
+        ``"stem"``, from the metadata), ``preprocess``, ``threshold`` and
+        ``sigma`` (the estimated atom width in px).
 
     Raises
     ------
@@ -68,10 +89,13 @@ def analyze(data, *, threshold: float = 0.5, model=None, progress: bool = False)
 
         data = load(data)
     attrs = calibration(data)
+    imaging = imaging_mode(data) or "stem"
+    model = choose_model(model, imaging)
+    clean = get_preprocessor(preprocess)
     frames = as_array(data)
     frames = frames if getattr(frames, "ndim", 0) != 2 else frames[None]
     load_model(model)  # fail early on a bad model, before any work
-    first = np.asarray(frames[0], np.float32)
+    first = _clean(np.asarray(frames[0], np.float32), clean)
     if first.ndim != 2:
         raise ValueError(
             f"expected an image (H, W) or a stack (T, H, W), got shape {np.shape(frames)}"
@@ -81,6 +105,8 @@ def analyze(data, *, threshold: float = 0.5, model=None, progress: bool = False)
     bar = _progress(progress, len(frames))
     for start in range(0, len(frames), _FRAMES_PER_CHUNK):
         chunk = np.asarray(frames[start : start + _FRAMES_PER_CHUNK], np.float32)
+        if clean is not None:
+            chunk = np.stack([_clean(frame, clean) for frame in chunk])
         prob = segment(chunk, model=model, sigma=_refine_sigma(sigma))
         atoms = locate(prob, chunk, threshold=threshold, sigma=_refine_sigma(sigma))
         atoms["frame"] += start
@@ -89,7 +115,15 @@ def analyze(data, *, threshold: float = 0.5, model=None, progress: bool = False)
     bar.close()
     atoms = concat_frames(tables)
     atoms.attrs.update(attrs)
-    atoms.attrs.update({"model": _model_name(model), "threshold": threshold, "sigma": sigma})
+    atoms.attrs.update(
+        {
+            "model": _model_name(model),
+            "imaging": imaging,
+            "preprocess": _preprocess_name(preprocess),
+            "threshold": threshold,
+            "sigma": sigma,
+        }
+    )
     return atoms
 
 
@@ -102,6 +136,39 @@ def calibration(data) -> dict:
     units = x.units if isinstance(x.units, str) and x.units not in ("", "<undefined>") else "px"
     source = data.metadata.get_item("General.original_filename", None)
     return {"pixel_size": float(x.scale), "units": units, "source": source}
+
+
+def choose_model(model, imaging: str | None = None):
+    """The model to run: ``model`` itself, or for None/``"auto"`` the shipped model for
+    ``imaging`` (``"stm"`` -> ``stm``, else ``universal``)."""
+    if model is None or (isinstance(model, str) and model == "auto"):
+        return "stm" if imaging == "stm" and _shipped("stm") else "universal"
+    return model
+
+
+def _shipped(name):
+    from .fcn.predict import model_path
+
+    try:
+        return model_path(name).is_file()
+    except FileNotFoundError:
+        return False
+
+
+def _clean(image, clean):
+    """Apply the preprocessing ``clean`` to one frame and check what it returns."""
+    if clean is None:
+        return image
+    out = np.asarray(clean(image), np.float32)
+    if out.shape != image.shape:
+        raise ValueError(f"preprocess returned shape {out.shape} for an image of {image.shape}")
+    return out
+
+
+def _preprocess_name(preprocess):
+    if preprocess is None or isinstance(preprocess, str):
+        return preprocess
+    return getattr(preprocess, "__name__", type(preprocess).__name__)
 
 
 def _refine_sigma(sigma):
