@@ -20,7 +20,7 @@ from .pipeline import analyze
 from .register import align_frames, estimate_drift
 from .session import load_session, save_session
 from .simulate import simulate_lattice
-from .simulate_molecules import simulate_molecules
+from .molecule_scenes import simulate_molecules
 from .table import ATOM_COLUMNS, empty_atoms
 from .timeseries import time_series, unwrap_angles
 from .track import get_drift, track

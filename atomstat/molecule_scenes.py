@@ -53,11 +53,14 @@ class MoleculeScene:
         px), ``azimuth`` (degrees in [0, 360 / fold): the first state for a
         switching molecule), ``switching`` (bool), ``switch_row`` (first row
         drawn in the second state, -1 for none), ``kind`` ("rotate",
-        "conform" or "") and ``azimuth_after`` (NaN unless rotated).
+        "conform" or ""), ``azimuth_after`` (NaN unless rotated) and ``edge``
+        (a blob of the molecule within 2 widths of the border or outside:
+        the molecules that the image shows only in part).
     blobs : pandas.DataFrame
-        The visible blobs as an atoms table (``frame``, ``x``, ``y``...) with
-        ``molecule`` (the id of its molecule), ``state`` (0, or 1 for the
-        blobs drawn below a switching row) and ``amplitude``.
+        The visible blobs (centre inside the image) as an atoms table
+        (``frame``, ``x``, ``y``...) with ``molecule`` (the id of its
+        molecule), ``state`` (0, or 1 for the blobs drawn below a switching
+        row) and ``amplitude``.
     clean : ndarray of shape (H, W), float32
         The noise-free image.
     """
@@ -125,7 +128,8 @@ def simulate_molecules(
     >>> scene = simulate_molecules((128, 128), rng=0)
     >>> scene.image.shape, list(scene.molecules.columns[:4])
     ((128, 128), ['x', 'y', 'azimuth', 'switching'])
-    >>> bool((scene.blobs.groupby("molecule").size() == 3).all())
+    >>> inner = scene.molecules.index[~scene.molecules.edge]
+    >>> bool((scene.blobs.groupby("molecule").size()[inner] == 3).all())
     True
     """
     rng = np.random.default_rng(rng)
@@ -163,29 +167,38 @@ def _check(shape, fold, spacing, radius, sigma, centre, switching, switch, subst
 
 
 def _place_molecules(shape, fold, spacing, radius, sigma, jitter, rng):
-    """Jittered hexagonal monolayer, whole molecules only (a margin of 3 widths)."""
+    """Jittered hexagonal monolayer over the whole image: every molecule with a blob inside."""
     pts = lattice_points("hexagonal", shape, spacing, rotation=rng.uniform(0, 60), rng=rng)
     pts = pts + rng.normal(0, jitter, pts.shape)
-    margin = radius + 3 * sigma
+    azimuth = rng.uniform(0, 360.0 / fold, len(pts))
     h, w = shape
-    keep = (pts[:, 0] >= margin) & (pts[:, 0] <= w - 1 - margin)
-    keep &= (pts[:, 1] >= margin) & (pts[:, 1] <= h - 1 - margin)
-    pts = pts[keep]
+    keep = np.zeros(len(pts), bool)
+    for i, (x, y) in enumerate(pts):
+        ring = _ring(x, y, azimuth[i], fold, radius)
+        keep[i] = _inside(ring, shape).any()
+    pts, azimuth = pts[keep], azimuth[keep]
     n = len(pts)
     return pd.DataFrame(
         {
             "x": pts[:, 0],
             "y": pts[:, 1],
-            "azimuth": rng.uniform(0, 360.0 / fold, n),
+            "azimuth": azimuth,
             "switching": np.zeros(n, bool),
             "switch_row": np.full(n, -1, np.int64),
             "kind": np.full(n, "", object),
             "azimuth_after": np.full(n, np.nan),
+            "edge": np.zeros(n, bool),
             "_phi_b": np.full(n, np.nan),
             "_scale_b": np.ones(n),
         },
         index=pd.RangeIndex(n, name="molecule_id"),
     )
+
+
+def _inside(pts, shape, margin=0.0):
+    h, w = shape
+    x, y = pts[:, 0], pts[:, 1]
+    return (x > margin - 0.5) & (x < w - 0.5 - margin) & (y > margin - 0.5) & (y < h - 0.5 - margin)
 
 
 def _ring(x, y, phi, fold, radius):
@@ -244,20 +257,27 @@ def _render_scene(shape, molecules, fold, radius, sigma, centre, rng):
     clean = np.zeros(shape)
     rows = []
     half = int(np.ceil(radius + 4 * sigma)) + 1
-    for mid, row in molecules.iterrows():
-        states = _states(row, fold, radius, centre)
-        x0 = int(np.clip(round(row.x) - half, 0, w - 1))
-        y0 = int(np.clip(round(row.y) - half, 0, h - 1))
-        x1, y1 = min(w, x0 + 2 * half + 1), min(h, y0 + 2 * half + 1)
+    edge = np.zeros(len(molecules), bool)
+    for k, (mid, row) in enumerate(molecules.iterrows()):
+        x0, y0 = round(row.x) - half, round(row.y) - half
+        xa, ya, xb, yb = (
+            max(x0, 0),
+            max(y0, 0),
+            min(x0 + 2 * half + 1, w),
+            min(y0 + 2 * half + 1, h),
+        )
         split = row.switch_row if row.switching else h
-        for s, (pts, amps) in enumerate(states):
+        for s, (pts, amps) in enumerate(_states(row, fold, radius, centre)):
+            edge[k] |= not _inside(pts, shape, 2 * sigma).all()
             amps = amps * rng.uniform(0.9, 1.1, len(amps))
-            patch = render(pts - [x0, y0], (y1 - y0, x1 - x0), amps, sigma, sigma, 0.0)
-            rr = np.arange(y0, y1)
-            drawn = rr < split if s == 0 else rr >= split
-            clean[y0:y1, x0:x1] += patch * drawn[:, None]
+            patch = render(pts - [x0, y0], (2 * half + 1,) * 2, amps, sigma, sigma, 0.0)
+            rr = np.arange(ya, yb)
+            drawn = (rr < split) if s == 0 else (rr >= split)
+            clean[ya:yb, xa:xb] += patch[ya - y0 : yb - y0, xa - x0 : xb - x0] * drawn[:, None]
             seen = (np.round(pts[:, 1]) < split) if s == 0 else (np.round(pts[:, 1]) >= split)
+            seen &= _inside(pts, shape)
             rows += [(p[0], p[1], mid, s, a) for p, a, v in zip(pts, amps, seen, strict=True) if v]
+    molecules["edge"] = edge
     x, y, mol, state, amp = (np.array(c) for c in zip(*rows, strict=True)) if rows else [[]] * 5
     columns = {"x": x, "y": y, "molecule": np.asarray(mol, np.int64)}
     columns |= {"state": np.asarray(state, np.int64), "amplitude": np.asarray(amp, float)}

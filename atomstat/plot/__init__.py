@@ -12,6 +12,7 @@ from .labels import (
     plot_descriptors,
     plot_labels,
 )
+from .molecules import plot_molecules
 from .movies import plot_angle_distribution, plot_angle_series, plot_drift, plot_dumbbells
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "plot_drift",
     "plot_dumbbells",
     "plot_labels",
+    "plot_molecules",
     "save_overlay",
     "show_image",
 ]
