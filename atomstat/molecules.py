@@ -233,8 +233,9 @@ def fit_molecules(
         as displayed; NaN for a single blob), ``n_blobs``, ``residual``
         (rms blob-to-template distance, px), ``misfit`` (wrong blob count
         or residual above the threshold; never for ``edge`` molecules) and
-        ``edge`` (a blob cut by the border, or blobs missing where the
-        fitted template reaches beyond the frame's blobs). ``attrs`` keeps
+        ``edge`` (a blob cut by the border, or template blobs missing
+        beyond, or within half the template radius of, the frame's
+        outermost blobs). ``attrs`` keeps
         the atoms' calibration and adds ``template`` (list of [x, y]),
         ``symmetry`` and ``residual_threshold``.
 
@@ -333,32 +334,41 @@ def _procrustes(a, b):
 
 
 def _fit_one(p, tmpl):
-    """Rigid fit of a centred template to points p (K, 2): theta, centre, rms, pairs (i, j).
+    """Rigid fit of a centred template to points p (K, 2): theta, centre, rms, pairs (i, j)."""
+    rms, theta, centre, i, j = min(_fits(p, tmpl), key=lambda fit: fit[0])
+    return theta, centre, rms, i, j
 
-    Starts from every alignment of the template's first ring blob with a blob
-    of p around p's centroid; each start is refined by two rounds of optimal
-    assignment and Procrustes.
+
+def _fits(p, tmpl):
+    """Candidate rigid fits (rms, theta, centre, i, j), one per start.
+
+    A complete molecule starts from every alignment of the template's
+    outermost blob with a ring blob of p around p's centroid; an incomplete
+    one from every placement of two of its blobs on two template blobs (so
+    that every way of completing it is tried). Each start is refined by two
+    rounds of optimal assignment and Procrustes.
     """
     c0 = p.mean(axis=0)
     r_t = np.hypot(*tmpl.T)
-    t0 = tmpl[int(np.argmax(r_t))]
-    q = p - c0
-    ring = np.hypot(*q.T) > _RING * r_t.max()
-    starts = np.arctan2(q[ring, 1], q[ring, 0]) - np.arctan2(t0[1], t0[0])
-    best = (np.inf, 0.0, c0, np.arange(0), np.arange(0))
-    for theta in starts if len(starts) else [0.0]:
-        centre = c0
+    if len(p) < len(tmpl):
+        pairs = [(a, b) for a in range(len(tmpl)) for b in range(len(tmpl)) if a != b]
+        starts = [_procrustes(tmpl[[a, b]], p[:2]) for a, b in pairs]
+    else:
+        t0 = tmpl[int(np.argmax(r_t))]
+        q = p - c0
+        ring = np.hypot(*q.T) > _RING * r_t.max()
+        angles = np.arctan2(q[ring, 1], q[ring, 0]) - np.arctan2(t0[1], t0[0])
+        starts = [(theta, c0) for theta in (angles if len(angles) else [0.0])]
+    out = []
+    for theta, centre in starts:
         for _ in range(2):
             model = tmpl @ _rot(theta).T + centre
             i, j = linear_sum_assignment(((p[:, None, :] - model[None]) ** 2).sum(-1))
-            if len(i) >= 2:
-                theta, centre = _procrustes(tmpl[j], p[i])
+            theta, centre = _procrustes(tmpl[j], p[i])
         model = tmpl @ _rot(theta).T + centre
         rms = float(np.sqrt(np.mean(np.sum((p[i] - model[j]) ** 2, axis=1))))
-        if rms < best[0]:
-            best = (rms, theta, centre, i, j)
-    rms, theta, centre, i, j = best
-    return theta, centre, rms, i, j
+        out.append((rms, theta, centre, i, j))
+    return out
 
 
 def _learn_template(point_sets, symmetry, limit=300):
@@ -449,14 +459,28 @@ def _fit_group(group, tmpl, symmetry):
         reach = 2 * _radius(tmpl) if len(tmpl) > len(p) else 0.0
         outside = bool(((centre - low < reach) | (high - centre < reach)).any())
     else:
-        theta, centre, rms, _, _ = _fit_one(p, tmpl)
+        fits = _fits(p, tmpl)
+        rms, theta, centre, _, _ = min(fits, key=lambda fit: fit[0])
         orientation = np.degrees(theta) % (360.0 / symmetry)
-        model = tmpl @ _rot(theta).T + centre
-        tol = 0.25 * _radius(tmpl)
-        missing = len(p) < len(tmpl)  # are the missing blobs beyond the frame's blobs?
-        outside = missing and bool(((model < low - tol) | (model > high + tol)).any())
+        outside = len(p) < len(tmpl) and _lost_at_border(fits, rms, tmpl, low, high)
     row |= {"x": centre[0], "y": -centre[1], "orientation": orientation, "residual": rms}
     return row | {"misfit": False, "edge": bool(group["edge"] or outside)}
+
+
+def _lost_at_border(fits, rms, tmpl, low, high):
+    """Could the blobs missing from an incomplete molecule lie at the frame's border?
+
+    Every fit about as good as the best counts (two blobs of a triangle fit
+    either way round); a missing template blob is at the border when it lies
+    beyond, or within half the template radius of, the frame's outermost blobs.
+    """
+    band = 0.5 * _radius(tmpl)
+    for fit_rms, theta, centre, _, j in fits:
+        if fit_rms <= rms + 0.1 * band:
+            lost = np.delete(tmpl, j, axis=0) @ _rot(theta).T + centre
+            if ((lost < low + band) | (lost > high - band)).any():
+                return True
+    return False
 
 
 def _threshold(table, size, radius, k):
