@@ -23,8 +23,22 @@ from .table import empty_atoms, make_atoms
 __all__ = ["blob_shapes", "locate"]
 
 
+#: How far a blob's peak probability must rise above the contour level. A blob
+#: whose peak only grazes the level is a noise fragment: on the real MoS2 image,
+#: 84 of the 94 blobs smaller than 15% of the typical blob peak below 0.7, where
+#: the 10th percentile of the S2 columns is 0.86; on simulated images (doses
+#: 10-100) no true atom peaks below 0.8.
+PEAK_MARGIN = 0.2
+
+
 def locate(
-    prob, image=None, *, threshold: float = 0.5, sigma: float | None = None, refine: bool = True
+    prob,
+    image=None,
+    *,
+    threshold: float = 0.5,
+    peak_margin: float = PEAK_MARGIN,
+    sigma: float | None = None,
+    refine: bool = True,
 ) -> pd.DataFrame:
     """Find the atoms in a probability map.
 
@@ -37,6 +51,11 @@ def locate(
         and ``intensity`` is filled; without it the contour centroid is used.
     threshold : float in (0, 1)
         Probability level of the blob contours.
+    peak_margin : float in [0, 1)
+        A blob is an atom only if its peak probability reaches
+        ``threshold + peak_margin`` (at most 1): a hysteresis threshold that
+        drops the noise fragments whose peak barely crosses the contour level.
+        How many were dropped is in ``attrs["fragments"]``.
     sigma : float, optional
         Atom width (px) used to size the refinement window; by default it
         follows from the typical blob area.
@@ -65,13 +84,16 @@ def locate(
         raise ValueError(f"prob must be a map (H, W) or a stack (T, H, W), got shape {prob.shape}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
+    if not 0 <= peak_margin < 1:
+        raise ValueError(f"peak_margin must be in [0, 1), got {peak_margin!r}")
+    levels = (threshold, min(threshold + peak_margin, 1.0))
     raw = None if image is None else np.asarray(as_array(image), dtype=np.float32)
     if raw is not None and raw.shape != prob.shape:
         raise ValueError(f"image shape {raw.shape} differs from prob shape {prob.shape}")
     if prob.ndim == 2:
-        return _locate_frame(prob, raw, threshold, sigma, refine, frame=0)
+        return _locate_frame(prob, raw, levels, sigma, refine, frame=0)
     tables = [
-        _locate_frame(p, None if raw is None else raw[t], threshold, sigma, refine, frame=t)
+        _locate_frame(p, None if raw is None else raw[t], levels, sigma, refine, frame=t)
         for t, p in enumerate(prob)
     ]
     return concat_frames(tables)
@@ -83,13 +105,23 @@ def concat_frames(tables):
         return empty_atoms()
     out = pd.concat(tables, ignore_index=True).rename_axis("atom_id")
     out.attrs.update(tables[0].attrs)
+    if any("fragments" in t.attrs for t in tables):
+        out.attrs["fragments"] = int(sum(t.attrs.get("fragments", 0) for t in tables))
     return out
 
 
-def _locate_frame(prob, raw, threshold, sigma, refine, frame):
+def _locate_frame(prob, raw, levels, sigma, refine, frame):
+    threshold, peak = levels
     shapes = blob_shapes(prob, threshold)
     if not len(shapes["x"]):
         return empty_atoms()
+    strong = shapes["confidence"] >= np.float32(peak)
+    fragments = int((~strong).sum())
+    shapes = {k: v[strong] for k, v in shapes.items()}
+    if not len(shapes["x"]):
+        out = empty_atoms()
+        out.attrs["fragments"] = fragments
+        return out
     shapes["frame"] = np.full(len(shapes["x"]), frame)
     if sigma is None:  # a host blob reaches about 1.45 widths (see simulate._target_mask)
         sigma = float(np.sqrt(np.median(shapes["area"]) / np.pi) / 1.45)
@@ -101,6 +133,7 @@ def _locate_frame(prob, raw, threshold, sigma, refine, frame):
     atoms = add_neighbours(atoms)
     if raw is not None:
         atoms = add_intensity(atoms, raw, half_width=max(1, round(sigma)))
+    atoms.attrs["fragments"] = fragments
     return atoms
 
 

@@ -130,10 +130,27 @@ def test_threshold_selects_blobs_by_their_peak():
     dim = 0.4 * _ellipse((32, 48), 34.0, 16.0, 4.0)
     prob = bright + dim
     assert len(locate(prob, threshold=0.5)) == 1
-    atoms = locate(prob, threshold=0.3)
+    atoms = locate(prob, threshold=0.3, peak_margin=0.0)
     assert len(atoms) == 2
     assert sorted(atoms.confidence.tolist()) == pytest.approx([0.4, 0.9], abs=0.01)
     assert atoms.confidence.dtype == np.float32
+    # by default a blob must peak 0.2 above the contour level
+    assert len(locate(prob, threshold=0.3)) == 1
+    assert len(locate(prob, threshold=0.15)) == 2
+
+
+def test_fragments_that_barely_cross_the_level_are_not_atoms():
+    prob = np.zeros((40, 80), np.float32)
+    centres = [(10.0, 20.0), (30.0, 20.0), (50.0, 20.0), (70.0, 20.0)]
+    peaks = [0.95, 0.72, 0.68, 0.55]
+    for (x, y), peak in zip(centres, peaks, strict=True):
+        prob += peak * _ellipse((40, 80), x, y, 4.0)
+    atoms = locate(prob)
+    assert sorted(atoms.x.round().tolist()) == [10.0, 30.0]
+    assert atoms.attrs["fragments"] == 2
+    assert len(locate(prob, peak_margin=0.0)) == 4
+    with pytest.raises(ValueError, match="peak_margin"):
+        locate(prob, peak_margin=1.5)
 
 
 def test_stack_gives_the_frame_column():
