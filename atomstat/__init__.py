@@ -13,6 +13,7 @@ from .fcn.predict import segment
 from .io import load
 from .labels import LabelSet
 from .locate import locate
+from .molecule_scenes import simulate_molecules
 from .molecules import find_molecules, fit_molecules, group_molecules
 from .movie import simulate_movie
 from .outliers import add_anomalies, anomaly_scores, cluster, find_anomalies
@@ -20,7 +21,6 @@ from .pipeline import analyze
 from .register import align_frames, estimate_drift
 from .session import load_session, save_session
 from .simulate import simulate_lattice
-from .molecule_scenes import simulate_molecules
 from .table import ATOM_COLUMNS, empty_atoms
 from .timeseries import time_series, unwrap_angles
 from .track import get_drift, track

@@ -15,11 +15,11 @@ one state and from that row on another: rotated by 30-90 degrees
 changes the molecule's appearance (``"conform"``). The switching row is drawn
 between the blobs of the two states, so every switch shows in the image.
 
-Default sizes follow the paper's figure of sumanene on gold (scale bar 2 nm)
-at 0.04 nm per pixel: molecules about 1.1 nm apart (27 px), blobs on a
+Default sizes are assumptions at the scale of the paper's figure of sumanene on
+gold (scale bar 2 nm), at 0.04 nm per pixel: molecules about 1.1 nm apart (27 px), blobs on a
 circle of 0.24 nm (6 px; 0.42 nm between the blobs of a molecule), blob
 width 0.1 nm (2.4 px) and an Au(111) lattice of 0.288 nm (7.2 px). The paper
-gives the figure, not the numbers: these are read off it and are assumptions.
+gives no sizes; blobs 4.3 widths apart are well inside what the network resolves.
 """
 
 from __future__ import annotations

@@ -34,20 +34,25 @@ learned template that is the azimuth of one of its blobs, in
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from .molecule_fit import (
+    candidate_fits,
+    canonical,
+    find_symmetry,
+    learn_template,
+    radius_of,
+    rotation,
+    symmetrize,
+    to_up,
+)
 from .table import validate_atoms
 
 __all__ = ["MOLECULE_COLUMNS", "find_molecules", "fit_molecules", "group_molecules"]
-
-log = logging.getLogger(__name__)
 
 #: Column name -> dtype of the molecules table, in display order.
 MOLECULE_COLUMNS: dict[str, str] = {
@@ -60,9 +65,6 @@ MOLECULE_COLUMNS: dict[str, str] = {
     "misfit": "bool",
     "edge": "bool",
 }
-
-_RING = 0.5  # template points farther than this fraction of the largest radius form the ring
-_ROUNDS = 4  # template learning: align-and-average rounds
 
 
 def find_molecules(
@@ -262,15 +264,15 @@ def fit_molecules(
         return _make_table({}, atoms.attrs, given, symmetry, np.nan)
     groups = _groups(atoms)
     if given is None:
-        tmpl = _learn_template([g["pts"] for g in groups if not g["edge"]], symmetry)
+        tmpl = learn_template([g["pts"] for g in groups if not g["edge"]])
     else:
         tmpl = given
-    symmetry = _symmetry(tmpl, symmetry)
+    symmetry = find_symmetry(tmpl, symmetry)
     if given is None:
-        tmpl = _canonical(_symmetrize(tmpl, symmetry))
+        tmpl = canonical(symmetrize(tmpl, symmetry))
     rows = [_fit_group(g, tmpl, symmetry) for g in groups]
     table = pd.DataFrame(rows).set_index("molecule_id")
-    threshold = _threshold(table, len(tmpl), _radius(tmpl), misfit)
+    threshold = _threshold(table, len(tmpl), radius_of(tmpl), misfit)
     table["misfit"] = ~table["edge"] & (
         (table["n_blobs"] != len(tmpl)) | ~(table["residual"] <= threshold)
     )
@@ -278,20 +280,7 @@ def fit_molecules(
 
 
 # ----------------------------------------------------------------- helpers
-# Internally points are (x, up) with up = -y, so that angles are counter-clockwise as displayed.
-
-
-def _up(xy):
-    return np.asarray(xy, float) * [1.0, -1.0]
-
-
-def _rot(theta):
-    c, s = np.cos(theta), np.sin(theta)
-    return np.array([[c, -s], [s, c]])
-
-
-def _radius(tmpl) -> float:
-    return float(np.hypot(*tmpl.T).max()) if len(tmpl) else 0.0
+# Points are (x, up) with up = -y here, so that angles are counter-clockwise as displayed.
 
 
 def _check_template(template):
@@ -300,7 +289,7 @@ def _check_template(template):
         raise ValueError(
             f"template must be finite (x, y) points of shape (K, 2), got shape {tmpl.shape}"
         )
-    tmpl = _up(tmpl)
+    tmpl = to_up(tmpl)
     return tmpl - tmpl.mean(axis=0)
 
 
@@ -310,7 +299,7 @@ def _groups(atoms):
     if not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"the molecule column must hold integer ids, got dtype {ids.dtype}")
     frames = atoms["frame"].to_numpy()
-    pts = _up(atoms[["x", "y"]].to_numpy(float))
+    pts = to_up(atoms[["x", "y"]].to_numpy(float))
     edge = atoms["edge"].to_numpy(bool) if "edge" in atoms else np.zeros(len(atoms), bool)
     boxes = {f: (pts[frames == f].min(0), pts[frames == f].max(0)) for f in np.unique(frames)}
     order = np.argsort(ids, kind="stable")
@@ -325,130 +314,6 @@ def _groups(atoms):
     return out
 
 
-def _procrustes(a, b):
-    """Rotation angle and translation that best map points a onto b (rows paired)."""
-    ma, mb = a.mean(axis=0), b.mean(axis=0)
-    ac, bc = a - ma, b - mb
-    theta = np.arctan2(np.sum(ac[:, 0] * bc[:, 1] - ac[:, 1] * bc[:, 0]), np.sum(ac * bc))
-    return theta, mb - _rot(theta) @ ma
-
-
-def _fit_one(p, tmpl):
-    """Rigid fit of a centred template to points p (K, 2): theta, centre, rms, pairs (i, j)."""
-    rms, theta, centre, i, j = min(_fits(p, tmpl), key=lambda fit: fit[0])
-    return theta, centre, rms, i, j
-
-
-def _fits(p, tmpl):
-    """Candidate rigid fits (rms, theta, centre, i, j), one per start.
-
-    A complete molecule starts from every alignment of the template's
-    outermost blob with a ring blob of p around p's centroid; an incomplete
-    one from every placement of two of its blobs on two template blobs (so
-    that every way of completing it is tried). Each start is refined by two
-    rounds of optimal assignment and Procrustes.
-    """
-    c0 = p.mean(axis=0)
-    r_t = np.hypot(*tmpl.T)
-    if len(p) < len(tmpl):
-        pairs = [(a, b) for a in range(len(tmpl)) for b in range(len(tmpl)) if a != b]
-        starts = [_procrustes(tmpl[[a, b]], p[:2]) for a, b in pairs]
-    else:
-        t0 = tmpl[int(np.argmax(r_t))]
-        q = p - c0
-        ring = np.hypot(*q.T) > _RING * r_t.max()
-        angles = np.arctan2(q[ring, 1], q[ring, 0]) - np.arctan2(t0[1], t0[0])
-        starts = [(theta, c0) for theta in (angles if len(angles) else [0.0])]
-    out = []
-    for theta, centre in starts:
-        for _ in range(2):
-            model = tmpl @ _rot(theta).T + centre
-            i, j = linear_sum_assignment(((p[:, None, :] - model[None]) ** 2).sum(-1))
-            theta, centre = _procrustes(tmpl[j], p[i])
-        model = tmpl @ _rot(theta).T + centre
-        rms = float(np.sqrt(np.mean(np.sum((p[i] - model[j]) ** 2, axis=1))))
-        out.append((rms, theta, centre, i, j))
-    return out
-
-
-def _learn_template(point_sets, symmetry, limit=300):
-    """Mean shape of the complete molecules (the most common blob count), by iterated
-    Procrustes alignment: each round aligns every molecule to the current template
-    and takes the blob-wise median."""
-    sizes = np.array([len(p) for p in point_sets])
-    multi = sizes[sizes >= 2]
-    if not len(multi):
-        raise ValueError("no molecule has two or more blobs: nothing to learn a template from")
-    size = int(np.bincount(multi).argmax())
-    complete = [p - p.mean(axis=0) for p in point_sets if len(p) == size]
-    complete = [
-        complete[k]
-        for k in np.linspace(0, len(complete) - 1, min(limit, len(complete))).astype(int)
-    ]
-    tmpl = complete[0]
-    for _ in range(_ROUNDS):
-        aligned = np.empty((len(complete), size, 2))
-        for k, p in enumerate(complete):
-            theta, centre, _, i, j = _fit_one(p, tmpl)
-            aligned[k, j] = (p[i] - centre) @ _rot(theta)  # back into the template's frame
-        tmpl = np.median(aligned, axis=0)
-        tmpl -= tmpl.mean(axis=0)
-    log.debug("learned a %d-blob template from %d molecules", size, len(complete))
-    return tmpl
-
-
-def _ring_mask(tmpl):
-    r = np.hypot(*tmpl.T)
-    return r > _RING * r.max() if r.max() > 0 else np.zeros(len(tmpl), bool)
-
-
-def _rotation_error(tmpl, angle):
-    """Largest blob displacement (over the radius) when turning the template by angle."""
-    turned = tmpl @ _rot(angle).T
-    cost = ((tmpl[:, None, :] - turned[None]) ** 2).sum(-1)
-    i, j = linear_sum_assignment(cost)
-    return float(np.sqrt(cost[i, j].max())) / max(_radius(tmpl), 1e-12)
-
-
-def _symmetry(tmpl, symmetry, tol=0.15):
-    """Check a given symmetry against the template's ring, or find the largest that fits."""
-    n_ring = int(_ring_mask(tmpl).sum())
-    if symmetry is not None:
-        if n_ring == 0 or n_ring % symmetry:
-            raise ValueError(
-                f"symmetry={symmetry} does not fit the template: its ring has {n_ring} blob(s), "
-                "not a multiple of the symmetry"
-            )
-        return int(symmetry)
-    for n in range(max(n_ring, 1), 1, -1):
-        if n_ring % n == 0 and _rotation_error(tmpl, 2 * np.pi / n) < tol:
-            return n
-    return 1
-
-
-def _symmetrize(tmpl, symmetry):
-    """Average the template over its n rotations (blobs matched by assignment)."""
-    total = np.zeros_like(tmpl)
-    for k in range(symmetry):
-        turned = tmpl @ _rot(2 * np.pi * k / symmetry).T
-        i, j = linear_sum_assignment(((tmpl[:, None, :] - turned[None]) ** 2).sum(-1))
-        total[i] += turned[j]
-    return total / symmetry
-
-
-def _canonical(tmpl):
-    """Turn the template so that its outermost ring blob points along +x; ring blobs
-    first, by azimuth."""
-    r = np.hypot(*tmpl.T)
-    az = np.arctan2(tmpl[:, 1], tmpl[:, 0]) % (2 * np.pi)
-    outer = np.flatnonzero(r >= 0.95 * r.max())
-    first = outer[np.argmin(az[outer])]
-    tmpl = tmpl @ _rot(-az[first]).T
-    az = np.arctan2(tmpl[:, 1], tmpl[:, 0])
-    az = np.where(az < -1e-9, az + 2 * np.pi, np.maximum(az, 0.0))  # the first blob at 0
-    return tmpl[np.lexsort((az, ~_ring_mask(tmpl)))]
-
-
 def _fit_group(group, tmpl, symmetry):
     """One row of the molecules table (misfit is set later, from all residuals)."""
     p = group["pts"]
@@ -456,10 +321,10 @@ def _fit_group(group, tmpl, symmetry):
     low, high = group["box"]
     if len(p) < 2 or len(tmpl) < 2:  # no orientation; near the border, the rest may be outside
         centre, orientation, rms = p.mean(axis=0), np.nan, np.nan
-        reach = 2 * _radius(tmpl) if len(tmpl) > len(p) else 0.0
+        reach = 2 * radius_of(tmpl) if len(tmpl) > len(p) else 0.0
         outside = bool(((centre - low < reach) | (high - centre < reach)).any())
     else:
-        fits = _fits(p, tmpl)
+        fits = candidate_fits(p, tmpl)
         rms, theta, centre, _, _ = min(fits, key=lambda fit: fit[0])
         orientation = np.degrees(theta) % (360.0 / symmetry)
         outside = len(p) < len(tmpl) and _lost_at_border(fits, rms, tmpl, low, high)
@@ -474,10 +339,10 @@ def _lost_at_border(fits, rms, tmpl, low, high):
     either way round); a missing template blob is at the border when it lies
     beyond, or within half the template radius of, the frame's outermost blobs.
     """
-    band = 0.5 * _radius(tmpl)
+    band = 0.5 * radius_of(tmpl)
     for fit_rms, theta, centre, _, j in fits:
         if fit_rms <= rms + 0.1 * band:
-            lost = np.delete(tmpl, j, axis=0) @ _rot(theta).T + centre
+            lost = np.delete(tmpl, j, axis=0) @ rotation(theta).T + centre
             if ((lost < low + band) | (lost > high - band)).any():
                 return True
     return False
@@ -502,6 +367,6 @@ def _make_table(table, attrs, tmpl, symmetry, threshold):
     index = table.index.astype("int64") if len(table) else pd.RangeIndex(0)
     out = pd.DataFrame(data, index=pd.Index(index, name="molecule_id"))
     out.attrs.update(attrs)
-    template = None if tmpl is None else (_up(tmpl)).round(6).tolist()
+    template = None if tmpl is None else (to_up(tmpl)).round(6).tolist()
     out.attrs.update({"template": template, "symmetry": symmetry, "residual_threshold": threshold})
     return out
