@@ -17,6 +17,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8866
 CULL_IDLE_TIMEOUT ?= 1800
 CULL_INTERVAL ?= 60
+# Folder the dashboard's file browser may open and where exports and sessions go.
+DATA_DIR ?= $(HOME)/atomstat-data
 VOILA_FLAGS := --no-browser --Voila.ip=$(HOST) --port=$(PORT) \
 	--MappingKernelManager.cull_idle_timeout=$(CULL_IDLE_TIMEOUT) \
 	--MappingKernelManager.cull_interval=$(CULL_INTERVAL) \
@@ -48,8 +50,8 @@ test: venv chromium lint
 	$(BIN)/pytest -q
 
 app: venv
-	@echo "atomstat dashboard: http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
-	$(BIN)/voila app/dashboard.ipynb $(VOILA_FLAGS)
+	@echo "atomstat dashboard: http://$(HOST):$(PORT)/  data: $(DATA_DIR)  (Ctrl-C to stop)"
+	ATOMSTAT_DATA_DIR=$(DATA_DIR) $(BIN)/voila app/dashboard.ipynb $(VOILA_FLAGS)
 
 lock: venv
 	$(BIN)/uv pip compile pyproject.toml --extra test --extra bench --python-version 3.11 \

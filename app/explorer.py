@@ -47,19 +47,24 @@ class _Histogram:
         self.explorer = explorer
         self.sx, self.sy = bq.LinearScale(), bq.LinearScale(min=0)
         scales = {"x": self.sx, "y": self.sy}
-        self.all = bq.Bars(x=[0.0], y=[0.0], scales=scales, colors=["#9e9e9e"], padding=0.05)
-        self.chosen = bq.Bars(x=[0.0], y=[0.0], scales=scales, colors=[HIGHLIGHT], padding=0.05)
+        self.all = bq.Bars(
+            x=[0.0, 1.0], y=[0.0, 0.0], scales=scales, colors=["#9e9e9e"], padding=0.05
+        )
+        self.chosen = bq.Bars(
+            x=[0.0, 1.0], y=[0.0, 0.0], scales=scales, colors=[HIGHLIGHT], padding=0.05
+        )
         self.brush = bq.interacts.BrushIntervalSelector(
             scale=self.sx, marks=[self.all], color="red"
         )
         self.column = widgets.Dropdown(options=[column], value=column, layout={"width": "200px"})
         self.figure = bq.Figure(
             marks=[self.all, self.chosen], interaction=self.brush,
-            axes=[bq.Axis(scale=self.sx, num_ticks=4),
-                  bq.Axis(scale=self.sy, orientation="vertical", num_ticks=3)],
+            axes=[bq.Axis(tick_format=".3~g", scale=self.sx, num_ticks=4),
+                  bq.Axis(tick_format=".3~g", scale=self.sy, orientation="vertical", num_ticks=3)],
             fig_margin={"top": 5, "bottom": 25, "left": 45, "right": 10},
             layout=widgets.Layout(width="255px", height="170px"),
         )  # fmt: skip
+        self.figure.add_class("atomstat-histogram")
         self.brush.observe(self._brushed, "brushing")
         self.column.observe(lambda _: self.draw(), "value")
         self.widget = widgets.VBox([self.column, self.figure])
@@ -84,8 +89,11 @@ class _Histogram:
         centres = (edges[:-1] + edges[1:]) / 2
         chosen = rows.index.isin(self.explorer.state.selected) & finite
         with self.all.hold_sync(), self.chosen.hold_sync():
-            self.all.x, self.all.y = centres, np.histogram(values[finite], edges)[0]
-            self.chosen.x, self.chosen.y = centres, np.histogram(values[chosen], edges)[0]
+            self.all.x, self.all.y = centres, np.histogram(values[finite], edges)[0].astype(float)
+            self.chosen.x, self.chosen.y = (
+                centres,
+                np.histogram(values[chosen], edges)[0].astype(float),
+            )
 
 
 class Explorer:
@@ -108,8 +116,10 @@ class Explorer:
         )
         self.x = widgets.Dropdown(description="x", value=None, layout={"width": "200px"})
         self.y = widgets.Dropdown(description="y", value=None, layout={"width": "200px"})
-        self.axes = [bq.Axis(scale=self.sx, num_ticks=5),
-                     bq.Axis(scale=self.sy, orientation="vertical", num_ticks=5)]  # fmt: skip
+        self.axes = [
+            bq.Axis(tick_format=".3~g", scale=self.sx, num_ticks=5),
+            bq.Axis(tick_format=".3~g", scale=self.sy, orientation="vertical", num_ticks=5),
+        ]
         self.figure = bq.Figure(
             marks=[self.points, self.marked], axes=self.axes, interaction=self.brush,
             fig_margin={"top": 10, "bottom": 35, "left": 55, "right": 10},
@@ -181,7 +191,7 @@ class Explorer:
         """Rows of the working table in the current frame."""
         table = self.state.table
         if table is None:
-            return pd.DataFrame(columns=["x", "y"])
+            return pd.DataFrame({"x": np.zeros(0), "y": np.zeros(0)})
         return table[table["frame"] == self.state.frame] if "frame" in table else table
 
     def _new_table(self) -> None:
@@ -210,7 +220,6 @@ class Explorer:
             self.points.x = rows[self.x.value].to_numpy(float)
             self.points.y = rows[self.y.value].to_numpy(float)
             self.points.colors = colors or [UNLABELLED]
-            self.points.selected = None
         self.axes[0].label, self.axes[1].label = self.x.value, self.y.value
         self.draw_selection()
 
@@ -234,9 +243,8 @@ class Explorer:
         if not len(rows):
             self.table.value = ""
             return
-        columns = [
-            c for c in ("frame", "x", "y", *numeric_columns(rows)[2:8], "label") if c in rows
-        ]
+        wanted = ("frame", "particle", "x", "y", self.x.value, self.y.value, "intensity", "label")
+        columns = [c for c in wanted if c in rows]
         shown = rows[list(dict.fromkeys(columns))].head(TABLE_ROWS)
         more = f"<i>... and {len(rows) - TABLE_ROWS} more</i>" if len(rows) > TABLE_ROWS else ""
         self.table.value = _html_table(shown) + more
@@ -245,8 +253,9 @@ class Explorer:
 def _set_options(dropdown: widgets.Dropdown, columns: list[str], default: str | None) -> None:
     """New options; keep the chosen column if it is still there, else ``default``."""
     keep = dropdown.value if dropdown.value in columns else default
-    dropdown.options = columns
-    dropdown.value = keep if keep in columns else (columns[0] if columns else None)
+    with dropdown.hold_sync():  # options and index in one message: no stale index in the view
+        dropdown.options = columns
+        dropdown.value = keep if keep in columns else (columns[0] if columns else None)
 
 
 def _html_table(rows: pd.DataFrame) -> str:

@@ -12,7 +12,7 @@ import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
-from app.render import UNLABELLED, display_png, label_colors
+from app.render import UNLABELLED, display_png, label_colors, line_rows
 from app.state import AppState
 from atomstat.maps import blob_contours
 from atomstat.plot.labels import nice_length
@@ -33,7 +33,8 @@ class ImageView:
         self.picture = bq.Image(
             image=widgets.Image(value=b"", format="png"), scales=scales, x=[0, 1], y=[0, 1]
         )
-        self.contours = bq.Lines(x=[], y=[], scales=scales, stroke_width=1.2, colors=[UNLABELLED])
+        self.contours = bq.Lines(x=[], y=[], scales=scales, stroke_width=1.2, colors=[UNLABELLED],
+                                 opacities=[0.55])  # fmt: skip
         self.centres = bq.Scatter(
             x=[], y=[], scales=scales, default_size=10, stroke="black", stroke_width=0.5
         )
@@ -50,8 +51,9 @@ class ImageView:
         self.figure = bq.Figure(
             marks=[self.picture, self.contours, self.centres, self.highlight, self.bar,
                    self.bar_text],
-            axes=[bq.Axis(scale=self.sx, label="x (px)", num_ticks=5),
-                  bq.Axis(scale=self.sy, orientation="vertical", label="y (px)", num_ticks=5)],
+            axes=[bq.Axis(tick_format="d", scale=self.sx, label="x (px)", num_ticks=5),
+                  bq.Axis(tick_format="d", scale=self.sy, orientation="vertical",
+                          label="y (px)", num_ticks=5)],
             padding_x=0, padding_y=0, min_aspect_ratio=1, max_aspect_ratio=1,
             fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 10},
             layout=widgets.Layout(width=size, height=size),
@@ -59,11 +61,11 @@ class ImageView:
         self.figure.add_class("atomstat-image")
         self.mode = widgets.ToggleButtons(
             options=["raw", "probability", "blend"], value="raw", description="Show",
-            style={"button_width": "90px"},
+            style={"button_width": "80px"},
         )  # fmt: skip
         self.tool = widgets.ToggleButtons(
             options=["click atoms", "pan / zoom"], value="click atoms", description="Tool",
-            style={"button_width": "90px"},
+            style={"button_width": "95px"},
         )  # fmt: skip
         self.reset = widgets.Button(description="Full view", layout=widgets.Layout(width="90px"))
         self._vertices = None  # contour vertices of the shown frame
@@ -85,7 +87,7 @@ class ImageView:
         """Rows of the working table in the shown frame (drift removed when aligned)."""
         table = self.state.table
         if table is None:
-            return pd.DataFrame(columns=["x", "y"])
+            return pd.DataFrame({"x": np.zeros(0), "y": np.zeros(0)})
         rows = table[table["frame"] == self.state.frame] if "frame" in table else table
         return self._shift(rows)
 
@@ -133,7 +135,7 @@ class ImageView:
         classes = labels.classes
         colors = label_colors(labels.labels(rows.index), classes) if len(rows) else []
         with self.centres.hold_sync():
-            self.centres.x, self.centres.y = rows["x"].to_numpy(), rows["y"].to_numpy()
+            self.centres.x, self.centres.y = rows["x"].to_numpy(float), rows["y"].to_numpy(float)
             self.centres.colors = colors or [UNLABELLED]
         self._draw_contours(classes)
 
@@ -153,19 +155,21 @@ class ImageView:
                 xs.append(v["x"].to_numpy()[hit])
                 ys.append(v["y"].to_numpy()[hit])
                 colors.append(color)
-        width = max(len(x) for x in xs)
-        pad = [np.pad(a, (0, width - len(a)), constant_values=np.nan) for a in xs]
-        pad_y = [np.pad(a, (0, width - len(a)), constant_values=np.nan) for a in ys]
+        x, y, kept = line_rows(xs, ys)
         with self.contours.hold_sync():
-            self.contours.x, self.contours.y = np.array(pad), np.array(pad_y)
-            self.contours.colors = colors
+            self.contours.x, self.contours.y = x, y
+            self.contours.colors = [colors[i] for i in kept]
+            self.contours.opacities = [0.55 if colors[i] == UNLABELLED else 1.0 for i in kept]
 
     def draw_highlight(self) -> None:
         """Rings around the selected rows of the shown frame."""
         rows = self.frame_rows()
         chosen = rows[rows.index.isin(self.state.selected)] if len(rows) else rows
         with self.highlight.hold_sync():
-            self.highlight.x, self.highlight.y = chosen["x"].to_numpy(), chosen["y"].to_numpy()
+            self.highlight.x, self.highlight.y = (
+                chosen["x"].to_numpy(float),
+                chosen["y"].to_numpy(float),
+            )
 
     def draw_scale_bar(self) -> None:
         """A bar of a round physical length in the lower right of the visible area."""
@@ -174,10 +178,10 @@ class ImageView:
             return
         size = self.state.pixel_size
         length_px = nice_length(0.2 * (x1 - x0) * size) / size
-        right, bottom = x1 - 0.05 * (x1 - x0), y1 - 0.06 * (y1 - y0)
+        right, bottom = x1 - 0.05 * (x1 - x0), y1 - 0.05 * (y1 - y0)
         with self.bar.hold_sync(), self.bar_text.hold_sync():
             self.bar.x, self.bar.y = [right - length_px, right], [bottom, bottom]
-            self.bar_text.x, self.bar_text.y = [right - length_px / 2], [bottom - 0.03 * (y1 - y0)]
+            self.bar_text.x, self.bar_text.y = [right - length_px / 2], [bottom - 0.035 * (y1 - y0)]
             self.bar_text.text = [f"{length_px * size:g} {self.state.units}"]
 
     def _new_data(self) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 import atomstat
 from app.explorer import numeric_columns
+from app.render import line_rows
 from app.report import report
 from app.state import AppState
 
@@ -24,14 +25,14 @@ _SERIES_COLOR = "#555555"
 
 def _lines_figure(title: str, x_label: str, y_label: str, width: str = "360px"):
     sx, sy = bq.LinearScale(), bq.LinearScale()
-    lines = bq.Lines(x=[], y=[], scales={"x": sx, "y": sy}, stroke_width=1.6, marker="circle",
-                     marker_size=12)  # fmt: skip
+    lines = bq.Lines(x=[], y=[], scales={"x": sx, "y": sy}, stroke_width=1.6)
     now = bq.Lines(x=[0, 0], y=[0, 1], scales={"x": sx, "y": bq.LinearScale(min=0, max=1)},
                    colors=["red"], line_style="dashed")  # fmt: skip
     figure = bq.Figure(
         marks=[lines, now], title=title, title_style={"font-size": "13px"},
-        axes=[bq.Axis(scale=sx, label=x_label, num_ticks=5),
-              bq.Axis(scale=sy, orientation="vertical", label=y_label, num_ticks=4)],
+        axes=[bq.Axis(tick_format=".3~g", scale=sx, label=x_label, num_ticks=5),
+              bq.Axis(tick_format=".3~g", scale=sy, orientation="vertical", label=y_label,
+                      num_ticks=4)],
         fig_margin={"top": 30, "bottom": 40, "left": 55, "right": 10},
         layout=widgets.Layout(width=width, height="250px"),
     )  # fmt: skip
@@ -48,7 +49,7 @@ class MovieView:
         self.play = widgets.Play(value=0, min=0, max=0, interval=600, description="Play")
         widgets.jslink((self.play, "value"), (self.slider, "value"))
         self.aligned = widgets.Checkbox(False, description="Drift-corrected", indent=False)
-        self.track = widgets.Button(description="Track", icon="route")
+        self.track = widgets.Button(description="Track")
         self.column = widgets.Dropdown(description="Over time", layout={"width": "240px"})
         self.angle_fig, self.angle_lines, self.angle_now = _lines_figure(
             "Angle of the picked dumbbells", "frame", "angle (deg)"
@@ -58,11 +59,13 @@ class MovieView:
             "Selected tracks over time", "frame", ""
         )
         hx, hy = bq.LinearScale(), bq.LinearScale(min=0)
-        self.dist = bq.Bars(x=[0.0], y=[0.0], scales={"x": hx, "y": hy}, colors=["#0072b2"])
+        self.dist = bq.Bars(
+            x=[0.0, 1.0], y=[0.0, 0.0], scales={"x": hx, "y": hy}, colors=["#0072b2"]
+        )
         self.dist_fig = bq.Figure(
             marks=[self.dist], title="Angles in this frame", title_style={"font-size": "13px"},
-            axes=[bq.Axis(scale=hx, label="angle (deg)", num_ticks=4),
-                  bq.Axis(scale=hy, orientation="vertical", num_ticks=3)],
+            axes=[bq.Axis(tick_format=".3~g", scale=hx, label="angle (deg)", num_ticks=4),
+                  bq.Axis(tick_format=".3~g", scale=hy, orientation="vertical", num_ticks=3)],
             fig_margin={"top": 30, "bottom": 40, "left": 45, "right": 10},
             layout=widgets.Layout(width="300px", height="250px"),
         )  # fmt: skip
@@ -100,14 +103,17 @@ class MovieView:
         last = max(self.state.n_frames - 1, 0)
         for w in (self.slider, self.play):
             w.max = last
-        self.widget.layout.display = None if last > 0 else "none"
+        # Never display:none a bqplot figure: its view waits for a size before it renders.
+        for w in (self.slider, self.play, self.aligned, self.track):
+            w.disabled = last == 0
 
     def _new_table(self) -> None:
         columns = [c for c in numeric_columns(self.state.table) if c not in ("x", "y")]
         keep = self.column.value if self.column.value in columns else None
         default = "intensity" if "intensity" in columns else (columns[0] if columns else None)
-        self.column.options = columns
-        self.column.value = keep or default
+        with self.column.hold_sync():
+            self.column.options = columns
+            self.column.value = keep or default
         self.draw_frame()
         self.draw_series()
 
@@ -127,7 +133,7 @@ class MovieView:
         wrapped = atomstat.timeseries.wrap_angles(angles)
         counts, edges = np.histogram(wrapped, bins=18)
         with self.dist.hold_sync():
-            self.dist.x, self.dist.y = (edges[:-1] + edges[1:]) / 2, counts
+            self.dist.x, self.dist.y = (edges[:-1] + edges[1:]) / 2, counts.astype(float)
 
     def draw_series(self) -> None:
         """One line per selected track: its angle, and the chosen descriptor, against frame."""
@@ -156,9 +162,7 @@ class MovieView:
             xs.append(one["frame"].to_numpy(float))
             ys.append(one[column].to_numpy(float))
             cs.append(colors.get(int(particle), _SERIES_COLOR))
-        width = max(len(x) for x in xs)
-        pad = lambda a: np.pad(a, (0, width - len(a)), constant_values=np.nan)  # noqa: E731
+        x, y, kept = line_rows(xs, ys)
         with lines.hold_sync():
-            lines.x = np.array([pad(a) for a in xs])
-            lines.y = np.array([pad(a) for a in ys])
-            lines.colors = cs
+            lines.x, lines.y = x, y
+            lines.colors = [cs[i] for i in kept]

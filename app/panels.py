@@ -151,8 +151,8 @@ class LabelPanel:
         self.color = widgets.ColorPicker(value="#d55e00", concise=True, layout={"width": "40px"})
         self.label = widgets.Button(description="Label selection", button_style="success")
         self.unlabel = widgets.Button(description="Unlabel selection")
-        self.undo = widgets.Button(description="Undo", icon="undo", layout={"width": "80px"})
-        self.redo = widgets.Button(description="Redo", icon="redo", layout={"width": "80px"})
+        self.undo = widgets.Button(description="Undo", layout={"width": "80px"})
+        self.redo = widgets.Button(description="Redo", layout={"width": "80px"})
         self.counts = widgets.HTML()
         self.counts.add_class("atomstat-label-counts")
         self.method = widgets.Dropdown(options=ANOMALY_METHODS, value=state.anomaly_method,
@@ -223,7 +223,7 @@ class LabelPanel:
 
     def _refresh(self) -> None:
         labels = self.state.labels
-        self.name.options = list(labels.classes)
+        self.name.options = tuple(labels.classes)
         table = self.state.table
         ids = table.index if table is not None else []
         counts = labels.labels(ids).value_counts() if len(ids) else {}
@@ -235,12 +235,13 @@ class LabelPanel:
         if table is not None:
             from app.explorer import numeric_columns
 
-            options = numeric_columns(table)
+            options = [c for c in numeric_columns(table) if c not in ("x", "y")]
             keep = [c for c in self.columns.value if c in options]
-            self.columns.options = options
-            self.columns.value = tuple(
-                keep or [c for c in self.state.anomaly_columns if c in options]
-            )
+            with self.columns.hold_sync():
+                self.columns.options = options
+                self.columns.value = tuple(
+                    keep or [c for c in self.state.anomaly_columns if c in options]
+                )
 
 
 class ExportPanel:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image as PILImage
 
-__all__ = ["UNLABELLED", "display_png", "label_colors", "reduce"]
+__all__ = ["UNLABELLED", "display_png", "label_colors", "line_rows", "reduce"]
 
 UNLABELLED = "#ffffff"
 PROB_COLOR = np.array([0.0, 0.85, 1.0])  # cyan: the probability in the blend
@@ -104,3 +104,34 @@ def label_colors(labels: pd.Series, classes: dict[str, str], default: str = UNLA
     """
     values = labels.astype(object).to_numpy()
     return [classes.get(v, default) if isinstance(v, str) else default for v in values]
+
+
+def line_rows(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Stack lines of different lengths into the 2-D ``x``, ``y`` of one bqplot Lines mark.
+
+    Trailing NaNs are dropped and each line is padded by repeating its last
+    point (bqplot places a line's label at its last point, which must be
+    finite). NaNs inside a line stay: they break it into pieces. Lines with
+    no finite point are left out; ``kept`` lists the lines that remain.
+
+    Examples
+    --------
+    >>> x, y, kept = line_rows([[0.0, 1.0, np.nan], [np.nan], [5.0]], [[0, 0, 0], [1], [1]])
+    >>> x.tolist(), y.tolist(), kept
+    ([[0.0, 1.0], [5.0, 5.0]], [[0.0, 0.0], [1.0, 1.0]], [0, 2])
+    """
+    cut, kept = [], []
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+        if len(ok):
+            cut.append((x[: ok[-1] + 1], y[: ok[-1] + 1]))
+            kept.append(i)
+    if not cut:
+        return np.zeros((0, 0)), np.zeros((0, 0)), kept
+    width = max(len(x) for x, _ in cut)
+
+    def pad(a):
+        return np.pad(a, (0, width - len(a)), mode="edge")
+
+    return np.array([pad(x) for x, _ in cut]), np.array([pad(y) for _, y in cut]), kept

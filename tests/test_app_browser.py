@@ -1,13 +1,18 @@
 """End-to-end test of the dashboard in a real browser.
 
-The test starts the Voila server on a free port, drives Debian's chromium with
-Playwright (never ``playwright install``: it downloads a browser and fails on
-machines without network), finds the atoms of the bundled MoS2 image and checks
-what the page shows. Set ``ATOMSTAT_SCREENSHOT_DIR`` to keep the screenshot.
+The test starts the Voila server on a free port (data folder in a temporary
+directory), drives Debian's chromium with Playwright (never ``playwright
+install``: it downloads a browser and fails on machines without network), and
+walks the dashboard as a user would: find the atoms of the bundled MoS2
+image, brush the descriptor scatter with the mouse, check that the selected
+count and the rings on the image agree, label the selection, download the
+PNG figure, then open the dumbbell movie, track it, pick dumbbells and step a
+frame. Set ``ATOMSTAT_SCREENSHOT_DIR`` to keep the screenshot.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -40,14 +45,16 @@ EXAMPLE = "MoS2 V-doped HAADF 9nm"
 # Voila's lab template links Font Awesome from this CDN. The test answers it with an
 # empty stylesheet so that it runs offline; any other request off this machine fails it.
 ALLOWED_EXTERNAL = ("https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@",)
+MOVIE = "Simulated dumbbell movie"
 STATUS = re.compile(r"(\d+) atoms found in ([\d.]+) s, pixel size (\S+) (\S+)")
-FAILED = re.compile(r"failed: ")  # how app.state reports a failed step in the status line
+FAILED = re.compile(r"failed: |Error: ")  # how app.state reports a failed step in the status line
 
 
 @dataclass
 class Server:
     url: str
     log: Path
+    data_dir: Path
 
 
 def _free_port() -> int:
@@ -75,6 +82,7 @@ def voila(tmp_path_factory):
     """Serve the dashboard with kernel culling on; shut it down (and its kernels) afterwards."""
     port = _free_port()
     log = tmp_path_factory.mktemp("voila") / "voila.log"
+    data_dir = tmp_path_factory.mktemp("data")
     command = [
         sys.executable,
         "-m",
@@ -88,11 +96,12 @@ def voila(tmp_path_factory):
         "--MappingKernelManager.cull_connected=False",
     ]
     with log.open("w") as sink:
-        server = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+        env = {**os.environ, "ATOMSTAT_DATA_DIR": str(data_dir), "ATOMSTAT_EXAMPLE": EXAMPLE}
+        server = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_ready(url, server, log)
-        yield Server(url, log)
+        yield Server(url, log, data_dir)
     finally:
         server.terminate()  # voila stops its kernels on SIGTERM
         try:
@@ -108,8 +117,8 @@ def _require_chromium() -> str:
     return CHROMIUM
 
 
-def _save_screenshot(page, tmp_path: Path) -> Path:
-    path = tmp_path / "dashboard.png"
+def _save_screenshot(page, tmp_path: Path, name: str = "screenshot.png") -> Path:
+    path = tmp_path / name
     page.screenshot(path=str(path), full_page=True)
     keep = os.environ.get("ATOMSTAT_SCREENSHOT_DIR")
     if keep:
@@ -128,50 +137,137 @@ def _stub_external(route, errors: list[str]) -> None:
         route.abort()
 
 
-def test_find_atoms_in_browser(voila, tmp_path):
+def _wait_status(page, pattern: str, tmp_path: Path, timeout: float = 60_000) -> str:
+    """Wait until the status line matches ``pattern`` (or reports a failure)."""
+    done = re.compile(f"{pattern}|{FAILED.pattern}")
+    status = page.locator(".atomstat-status").filter(has_text=done)
+    status.wait_for(timeout=timeout)
+    text = status.inner_text()
+    if not re.search(pattern, text):
+        _save_screenshot(page, tmp_path)
+        details = page.locator(".atomstat-errors").inner_text()
+        pytest.fail(f"the page reports: {text}\n{details}")
+    return text
+
+
+def _drag(page, selector: str, start: tuple, stop: tuple) -> None:
+    """Drag the mouse across a figure, between fractions of its plot area."""
+    box = page.locator(selector).first.bounding_box()
+    left, top = box["x"] + 55, box["y"] + 10  # the scatter's fig_margin
+    width, height = box["width"] - 65, box["height"] - 45
+    page.mouse.move(left + start[0] * width, top + start[1] * height)
+    page.mouse.down()
+    page.mouse.move(left + stop[0] * width, top + stop[1] * height, steps=8)
+    page.mouse.up()
+
+
+def _selected(page) -> int:
+    """The selected count, once the brush has selected something."""
+    counter = page.locator(".atomstat-selected-count").filter(
+        has_text=re.compile(r"[1-9]\d* selected")
+    )
+    counter.wait_for(timeout=20_000)
+    return int(re.search(r"(\d+) selected", counter.inner_text()).group(1))
+
+
+def _open_browser(playwright, chromium, errors):
+    browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1600, "height": 1250}, accept_downloads=True)
+    page.route(
+        re.compile(r"^(?!http://127\.0\.0\.1:)\w+://"), lambda route: _stub_external(route, errors)
+    )
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: msg.type == "error" and errors.append(f"console: {msg.text}"))
+    return browser, page
+
+
+def _find_brush_label(page, tmp_path):
+    """Find the atoms, brush the large ones, check the rings, label them."""
+    page.get_by_role("button", name="Find atoms", exact=True).click()
+    match = STATUS.search(_wait_status(page, STATUS.pattern, tmp_path))
+    n_atoms = int(match.group(1))
+    dots = "document.querySelectorAll('.atomstat-image .dot').length"
+    page.wait_for_function(f"n => {dots} === n", arg=n_atoms)
+    _drag(page, ".atomstat-scatter", (0.55, 0.02), (0.99, 0.98))
+    n_selected = _selected(page)
+    # The image rings every selected atom: one more dot per selected atom.
+    page.wait_for_function(f"n => {dots} === n", arg=n_atoms + n_selected, timeout=20_000)
+    page.get_by_placeholder("class name").fill("large")
+    page.get_by_role("button", name="Label selection", exact=True).click()
+    counts = page.locator(".atomstat-label-counts").filter(has_text=f"large: {n_selected}")
+    counts.wait_for(timeout=20_000)
+    return match, n_atoms, n_selected
+
+
+def _download_png(page, tmp_path):
+    page.get_by_role("tab", name="Export").click()
+    page.get_by_role("button", name="Export figure", exact=True).click()
+    link = page.locator("a.atomstat-download")
+    link.wait_for(timeout=60_000)
+    with page.expect_download(timeout=30_000) as info:
+        link.click()
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    return target
+
+
+def _movie_step(page, tmp_path, errors):
+    """Open the dumbbell movie, find and track dumbbells, pick them, step one frame."""
+    page.get_by_role("tab", name="Data").click()
+    page.get_by_label("Example").select_option(label=MOVIE)
+    _wait_status(page, f"{MOVIE}: 256 x 256 px, 12 frames", tmp_path)
+    page.get_by_role("tab", name="Detection").click()
+    page.get_by_label("Dumbbell mode").check()
+    page.get_by_role("button", name="Find atoms", exact=True).click()
+    _wait_status(page, STATUS.pattern, tmp_path)
+    page.get_by_role("button", name="Track", exact=True).click()
+    _wait_status(page, r"\d+ tracks over 12 frames", tmp_path)
+    _drag(page, ".atomstat-scatter", (0.01, 0.01), (0.99, 0.99))
+    assert _selected(page) > 5
+    lines = "document.querySelectorAll('.atomstat-angles path.line')"
+    try:
+        page.wait_for_function(f"() => {lines}.length > 5", timeout=20_000)
+    except Exception:
+        page.locator(".atomstat-angles").scroll_into_view_if_needed()
+        _save_screenshot(page, tmp_path, "failure.png")
+        n = page.evaluate(f"() => {lines}.length")
+        pytest.fail(f"{n} angle lines: {page.locator('.atomstat-errors').inner_text()} {errors}")
+    before = page.evaluate(f"() => Array.from({lines}).map(p => p.getAttribute('d'))")
+    page.locator(".widget-slider .noUi-handle").first.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        f"b => JSON.stringify(Array.from({lines}).map(p => p.getAttribute('d'))) !== b",
+        arg=json.dumps(before),
+        timeout=20_000,
+    )
+
+
+def test_dashboard_in_browser(voila, tmp_path):
     chromium = _require_chromium()
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser, page = _open_browser(playwright, chromium, errors)
         try:
-            page = browser.new_page(viewport={"width": 1000, "height": 900})
-            page.route(
-                re.compile(r"^(?!http://127\.0\.0\.1:)\w+://"),
-                lambda route: _stub_external(route, errors),
-            )
-            page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-            page.on(
-                "console",
-                lambda msg: msg.type == "error" and errors.append(f"console: {msg.text}"),
-            )
             page.goto(voila.url, timeout=60_000)
-            button = page.get_by_role("button", name="Find atoms")
-            button.wait_for(timeout=60_000)
-            page.locator(".bqplot image").first.wait_for(state="attached", timeout=30_000)
-            page.locator("select").select_option(label=EXAMPLE)
-
-            button.click()
-            done = re.compile(f"{STATUS.pattern}|{FAILED.pattern}")
-            status = page.locator(".atomstat-status").filter(has_text=done)
-            status.wait_for(timeout=60_000)
-            match = STATUS.search(status.inner_text())
-            if match is None:
-                _save_screenshot(page, tmp_path)
-                details = page.locator(".atomstat-errors").inner_text()
-                pytest.fail(f"the page reports: {status.inner_text()}\n{details}")
-            n_atoms = int(match.group(1))
-            page.wait_for_function(
-                "n => document.querySelectorAll('.bqplot .dot').length === n", arg=n_atoms
-            )
+            page.get_by_role("button", name="Find atoms", exact=True).wait_for(timeout=60_000)
+            _wait_status(page, f"{EXAMPLE}: 512 x 512 px", tmp_path)
+            match, n_atoms, n_selected = _find_brush_label(page, tmp_path)
+            downloaded = _download_png(page, tmp_path)
             screenshot = _save_screenshot(page, tmp_path)
+            _movie_step(page, tmp_path, errors)
         finally:
             browser.close()
 
-    assert n_atoms > 100, match.group(0)
+    assert n_atoms > 100 and 0 < n_selected < n_atoms
     pixel_size, units = float(match.group(3)), match.group(4)
     assert (units, round(pixel_size, 5)) == ("nm", round(9.0 / 512, 5))  # from the .json sidecar
-    assert screenshot.stat().st_size > 10_000
+    assert downloaded.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    on_server = voila.data_dir / "exports" / downloaded.name
+    assert downloaded.read_bytes() == on_server.read_bytes()
+    session = voila.data_dir / "examples" / "MoS2_V-doped_HAADF_9nm.atomstat.json"
+    assert len(json.loads(session.read_text())["labels"]["manual"]) == n_selected
+    assert screenshot.stat().st_size > 50_000
     assert errors == []
     assert "Culling kernels with idle durations > 120 seconds" in voila.log.read_text()
