@@ -76,7 +76,8 @@ class ImageView:
         for scale in (self.sx, self.sy):
             scale.observe(lambda _: self.draw_scale_bar(), ["min", "max"])
         state.observe(lambda _: self._new_data(), "frames")
-        state.observe(lambda _: self.redraw(), ["frame", "aligned", "table"])
+        state.observe(lambda _: self.redraw(), ["frame", "aligned"])
+        state.observe(lambda _: self.redraw_atoms(), "table")  # the picture stays
         state.observe(lambda _: self.draw_image(), "prob")
         state.observe(lambda _: self.draw_atoms(), "labels_version")
         state.observe(lambda _: self.draw_highlight(), "selected")
@@ -113,8 +114,12 @@ class ImageView:
             self.picture.x, self.picture.y = xs, ys
 
     def redraw(self) -> None:
-        """Everything that depends on the frame or the table."""
+        """Everything that depends on the frame."""
         self.draw_image()
+        self.redraw_atoms()
+
+    def redraw_atoms(self) -> None:
+        """Contours, centres and rings (a new table: the picture is unchanged)."""
         self._vertices = self._contour_vertices()
         self.draw_atoms()
         self.draw_highlight()
