@@ -231,10 +231,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument(
         "--preprocess",
-        choices=("stm",),
+        choices=("stm", "plane"),
         default=None,
-        help="clean each image first: stm = plane background, line levelling, scar repair "
-        "(default: none)",
+        help="clean each image first: stm = plane background, line levelling, scar repair; "
+        "plane = the background only (default: none)",
     )
     a.add_argument(
         "--channel",

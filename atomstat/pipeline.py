@@ -49,10 +49,11 @@ def analyze(
         set by :func:`atomstat.load` for Nanonis and WSxM files), else
         ``universal``. A shipped name (``"universal"``, ``"stm"``), a
         ``.keras`` path or a ``keras.Model`` overrides the choice.
-    preprocess : None, "stm" or callable
+    preprocess : None, "stm", "plane" or callable
         Clean each frame before the network sees it: ``"stm"`` removes a
         plane background, levels the scan lines and repairs scars
-        (:func:`atomstat.preprocess.stm`); a function of one image (H, W)
+        (:func:`atomstat.preprocess.stm`), ``"plane"`` only removes the
+        background (safe for blob shapes); a function of one image (H, W)
         returning an image of the same shape is applied as it is. None
         (default) analyses the data as recorded. Positions are unchanged;
         the intensity descriptors are measured on the cleaned image.

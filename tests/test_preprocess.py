@@ -105,6 +105,24 @@ def test_preprocess_option_is_validated():
         analyze(image, preprocess=lambda im: im[:10])
 
 
+def test_stm_files_get_the_stm_model_and_arrays_the_universal_one(tmp_path):
+    from test_io_stm import write_sxm
+
+    from atomstat.io import load
+
+    sim = simulate_lattice(
+        "hexagonal", shape=(96, 96), spacing=10, sigma=2.0, imaging=Stm(scars=2), rng=5
+    )
+    z = sim.image * 1e-10  # heights in m
+    signal = load(write_sxm(tmp_path / "scan.sxm", {"Z": ("m", z, z)}))
+    atoms = analyze(signal)
+    assert (atoms.attrs["imaging"], atoms.attrs["model"]) == ("stm", "stm")
+    assert analyze(signal, model="universal").attrs["model"] == "universal"
+    plain = analyze(sim.image)  # the STEM path: no metadata, the universal model
+    assert (plain.attrs["imaging"], plain.attrs["model"]) == ("stem", "universal")
+    assert abs(len(atoms) - len(sim.atoms)) <= 0.1 * len(sim.atoms)
+
+
 def test_model_choice_follows_the_imaging_mode():
     assert choose_model(None, "stem") == "universal"
     assert choose_model("auto", None) == "universal"

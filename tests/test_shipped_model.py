@@ -24,6 +24,17 @@ def test_universal_model_has_a_card_that_says_how_it_was_made():
     assert meta["heldout"]["f1"] > 0.95
 
 
+def test_stm_model_has_a_card_and_is_the_papers_network():
+    path = model_path("stm")
+    card = path.with_suffix(".md").read_text()
+    for field in CARD_FIELDS:
+        assert field in card.lower(), f"model card lacks '{field}'"
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["config"]["command"].startswith("atomstat train")
+    assert meta["config"]["stm_fraction"] >= 0.9
+    assert load_model("stm")[0].count_params() == 94468
+
+
 def test_universal_model_is_the_papers_network():
     model, _ = load_model()
     assert model.count_params() == 94468
