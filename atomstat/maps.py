@@ -22,12 +22,9 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from skimage.measure import find_contours
 
-from ._arrays import as_array
-from .fcn.predict import load_model, segment
-from .locate import locate
+from .locate import concat_frames, locate
 from .metrics import match_points
-from .pipeline import _FRAMES_PER_CHUNK, _model_name, _refine_sigma, calibration
-from .scale import estimate_sigma
+from .pipeline import _refine_sigma, prepare
 
 __all__ = ["analyze_maps", "blob_contours", "match_ids", "relocate"]
 
@@ -48,7 +45,8 @@ def analyze_maps(
     threshold : float in (0, 1)
         Probability level of the blob contours.
     model : None, str, Path or keras.Model
-        None uses the shipped ``universal`` model.
+        As for :func:`atomstat.analyze`: None picks the shipped model from
+        the data (``stm`` for scanning-probe files, else ``universal``).
     callback : callable, optional
         Called as ``callback(frames_done, n_frames)`` after every chunk of
         frames (a progress bar for stacks).
@@ -68,26 +66,17 @@ def analyze_maps(
     >>> prob.shape, len(atoms) == len(relocate(prob, sim.image, attrs=atoms.attrs))
     ((96, 96), True)
     """
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
-    attrs = calibration(data)
-    frames = np.asarray(as_array(data), np.float32)
-    single = frames.ndim == 2
-    frames = frames[None] if single else frames
-    if frames.ndim != 3:
-        raise ValueError(f"expected an image (H, W) or a stack (T, H, W), got shape {frames.shape}")
-    load_model(model)
-    sigma = estimate_sigma(frames[0]) if min(frames[0].shape) >= 16 else float("nan")
-    prob = np.empty(frames.shape, np.float32)
-    for start in range(0, len(frames), _FRAMES_PER_CHUNK):
-        stop = min(start + _FRAMES_PER_CHUNK, len(frames))
-        prob[start:stop] = segment(frames[start:stop], model=model, sigma=_refine_sigma(sigma))
+    run = prepare(data, threshold=threshold, model=model)
+    prob = np.empty((run.n_frames, *np.shape(run.frames)[1:]), np.float32)
+    tables = []
+    for start, chunk, p, atoms in run.chunks():
+        prob[start : start + len(chunk)] = p
+        tables.append(atoms)
         if callback is not None:
-            callback(stop, len(frames))
-    attrs.update({"model": _model_name(model), "threshold": threshold, "sigma": sigma})
-    prob = prob[0] if single else prob
-    atoms = relocate(prob, frames[0] if single else frames, threshold=threshold, attrs=attrs)
-    return atoms, prob
+            callback(start + len(chunk), run.n_frames)
+    atoms = concat_frames(tables)
+    atoms.attrs.update(run.attrs)
+    return atoms, prob[0] if run.single else prob
 
 
 def relocate(prob, image, *, threshold: float = 0.5, attrs: dict | None = None) -> pd.DataFrame:

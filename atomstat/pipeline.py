@@ -7,6 +7,7 @@ chunks of frames so memory stays bounded however long the movie is.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,55 @@ def analyze(
     >>> abs(len(atoms) - len(sim.atoms)) <= 4
     True
     """
+    run = prepare(data, threshold=threshold, model=model, preprocess=preprocess)
+    tables = []
+    bar = _progress(progress, run.n_frames)
+    for _, chunk, _, atoms in run.chunks():
+        tables.append(atoms)
+        bar.update(len(chunk))
+    bar.close()
+    atoms = concat_frames(tables)
+    atoms.attrs.update(run.attrs)
+    return atoms
+
+
+@dataclass
+class Run:
+    """One analysis, set up: the frames, the cleaning, the model, the atom width.
+
+    :func:`analyze` keeps only the tables; :func:`atomstat.maps.analyze_maps`
+    also keeps the probability maps. Both read the chunks from :meth:`chunks`,
+    so they cannot drift apart.
+    """
+
+    frames: object  # (T, H, W) array-like, possibly lazy
+    clean: object  # None or a function of one frame
+    model: object
+    threshold: float
+    sigma: float
+    attrs: dict
+    single: bool = False  # the data was one image, not a stack
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frames)
+
+    def chunks(self):
+        """Yield ``(start, frames, prob, atoms)`` for every chunk of frames, in order."""
+        width = _refine_sigma(self.sigma)
+        for start in range(0, self.n_frames, _FRAMES_PER_CHUNK):
+            chunk = np.asarray(self.frames[start : start + _FRAMES_PER_CHUNK], np.float32)
+            if self.clean is not None:
+                chunk = np.stack([_clean(frame, self.clean) for frame in chunk])
+            prob = segment(chunk, model=self.model, sigma=width)
+            atoms = locate(prob, chunk, threshold=self.threshold, sigma=width)
+            atoms["frame"] += start
+            yield start, chunk, prob, atoms
+
+
+def prepare(data, *, threshold: float = 0.5, model=None, preprocess=None) -> Run:
+    """Check the arguments of :func:`analyze`, load the data and the model, estimate the
+    atom width on the first (cleaned) frame; return the :class:`Run`."""
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
     if isinstance(data, str | Path):
@@ -94,7 +144,8 @@ def analyze(
     model = choose_model(model, imaging)
     clean = get_preprocessor(preprocess)
     frames = as_array(data)
-    frames = frames if getattr(frames, "ndim", 0) != 2 else frames[None]
+    single = getattr(frames, "ndim", 0) == 2
+    frames = frames[None] if single else frames
     load_model(model)  # fail early on a bad model, before any work
     first = _clean(np.asarray(frames[0], np.float32), clean)
     if first.ndim != 2:
@@ -102,21 +153,7 @@ def analyze(
             f"expected an image (H, W) or a stack (T, H, W), got shape {np.shape(frames)}"
         )
     sigma = estimate_sigma(first) if min(first.shape) >= 16 else float("nan")
-    tables = []
-    bar = _progress(progress, len(frames))
-    for start in range(0, len(frames), _FRAMES_PER_CHUNK):
-        chunk = np.asarray(frames[start : start + _FRAMES_PER_CHUNK], np.float32)
-        if clean is not None:
-            chunk = np.stack([_clean(frame, clean) for frame in chunk])
-        prob = segment(chunk, model=model, sigma=_refine_sigma(sigma))
-        atoms = locate(prob, chunk, threshold=threshold, sigma=_refine_sigma(sigma))
-        atoms["frame"] += start
-        tables.append(atoms)
-        bar.update(len(chunk))
-    bar.close()
-    atoms = concat_frames(tables)
-    atoms.attrs.update(attrs)
-    atoms.attrs.update(
+    attrs.update(
         {
             "model": _model_name(model),
             "imaging": imaging,
@@ -125,7 +162,7 @@ def analyze(
             "sigma": sigma,
         }
     )
-    return atoms
+    return Run(frames, clean, model, threshold, sigma, attrs, single)
 
 
 def calibration(data) -> dict:
