@@ -231,10 +231,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument(
         "--preprocess",
-        choices=("stm", "plane"),
+        choices=("stm", "plane", "invert"),
         default=None,
         help="clean each image first: stm = plane background, line levelling, scar repair; "
-        "plane = the background only (default: none)",
+        "plane = the background only; invert = dark atoms made bright (ABF) (default: none)",
     )
     a.add_argument(
         "--channel",

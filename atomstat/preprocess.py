@@ -28,6 +28,7 @@ from scipy import ndimage
 __all__ = [
     "PREPROCESSORS",
     "get_preprocessor",
+    "invert",
     "level_lines",
     "remove_background",
     "remove_scars",
@@ -218,7 +219,23 @@ def plane(image) -> np.ndarray:
     return remove_background(image, 1)
 
 
-PREPROCESSORS = {"stm": stm, "plane": plane}
+def invert(image) -> np.ndarray:
+    """Dark atoms on a bright background (annular bright field, bright-field TEM) made bright.
+
+    The network was trained on bright atoms (HAADF-like). Intensities are
+    mirrored about the image's own range, ``max + min - image``, so the
+    values stay in the same range and the background stays positive.
+
+    Examples
+    --------
+    >>> invert(np.array([[1.0, 5.0], [2.0, 3.0]])).tolist()
+    [[5.0, 1.0], [4.0, 3.0]]
+    """
+    img = _image(image)
+    return (img.max() + img.min() - img).astype(np.float32)
+
+
+PREPROCESSORS = {"stm": stm, "plane": plane, "invert": invert}
 """Named preprocessing for :func:`atomstat.analyze` (``preprocess="stm"``)."""
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from atomstat.pipeline import analyze, choose_model
 from atomstat.preprocess import get_preprocessor, level_lines, remove_background, remove_scars, stm
+from atomstat.metrics import detection_scores
 from atomstat.simulate import Stm, simulate_lattice
 
 RNG = np.random.default_rng(7)
@@ -128,3 +129,15 @@ def test_model_choice_follows_the_imaging_mode():
     assert choose_model("auto", None) == "universal"
     assert choose_model("universal", "stm") == "universal"
     assert choose_model("x.keras", "stm") == "x.keras"
+
+
+def test_invert_finds_dark_atoms_on_a_bright_background():
+    """An ABF-like image: the atoms are dips. Without inversion the finder sees the
+    bright gaps between them; with ``preprocess="invert"`` it finds the atoms."""
+    sim = simulate_lattice("hexagonal", shape=(192, 192), spacing=16, sigma=2.2, rng=3)
+    dark = sim.image.max() - sim.image + 10.0
+    truth = sim.atoms[["x", "y"]].to_numpy()
+    found = analyze(dark, preprocess="invert")[["x", "y"]].to_numpy()
+    assert detection_scores(truth, found, shape=dark.shape, margin=4)["f1"] >= 0.98
+    raw = analyze(dark)[["x", "y"]].to_numpy()
+    assert detection_scores(truth, raw, shape=dark.shape, margin=4)["f1"] < 0.5
