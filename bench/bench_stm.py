@@ -183,6 +183,28 @@ def by_kind(df: pd.DataFrame, methods) -> pd.DataFrame:
     return frame.reset_index()
 
 
+#: (label, low, high) bands of spacing / sigma and of the noise (rms / host height)
+DENSITY = (("dense: spacing 3.3-4 widths", 3.3, 4.0), ("spacing 4-6 widths", 4.0, 6.1))
+NOISE = (("noise < 0.15", 0.0, 0.15), ("noise 0.15-0.3", 0.15, 0.31))
+
+
+def by_conditions(df: pd.DataFrame, methods) -> pd.DataFrame:
+    """Pooled F1 per band of lattice density, and per noise band for the non-dense images."""
+    ratio = df["spacing"] / df["sigma"]
+    rows = []
+    for label, lo, hi in DENSITY:
+        rows.append((label, (ratio >= lo) & (ratio < hi)))
+    for label, lo, hi in NOISE:
+        rows.append((f"spacing >= 4 widths, {label}", (ratio >= 4) & df["noise"].between(lo, hi)))
+    out = []
+    for label, keep in rows:
+        row = {"images": label, "n": int((keep & (df["method"] == methods[0])).sum())}
+        for method in methods:
+            row[method] = pooled(df[keep & (df["method"] == method)])["F1"]
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def main():
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=None, help="held-out images (default 40)")
@@ -215,6 +237,8 @@ def main():
     model_methods = [m for m in summary["method"] if "trackpy" not in m]
     header("F1 by lattice kind")
     print(table(by_kind(df, model_methods + ["trackpy best"])))
+    header("F1 by lattice density and noise")
+    print(table(by_conditions(df, model_methods + ["trackpy best", "trackpy best + preprocess"])))
     header("trackpy settings (tuned on each image's truth)")
     settings = df[df["method"].str.startswith("trackpy")][["index", "kind", "method", "settings"]]
     wide = settings.pivot(index=["index", "kind"], columns="method", values="settings")

@@ -58,7 +58,7 @@ def test_tables_round_trip_with_their_metadata(tmp_path, labelled, suffix):
     assert back.attrs["pixel_size"] == 0.0176 and back.attrs["units"] == "nm"
     assert back.attrs["source"] == "scan.dm4" and back.attrs["model"] == "universal"
     assert back.attrs["anomalies"]["method"] == "ocsvm"
-    assert back.attrs["anomalies"]["columns"] == ["area", "circularity"]
+    assert back.attrs["anomalies"]["columns"] == ["area", "circularity", "intensity"]
     assert back.attrs["operator"] == "me"
     assert back.index.tolist() == atoms.index.tolist()
     np.testing.assert_array_equal(back["x"], atoms["x"])
