@@ -4,9 +4,9 @@ wiring into analyze and the model choice."""
 import numpy as np
 import pytest
 
+from atomstat.metrics import detection_scores
 from atomstat.pipeline import analyze, choose_model
 from atomstat.preprocess import get_preprocessor, level_lines, remove_background, remove_scars, stm
-from atomstat.metrics import detection_scores
 from atomstat.simulate import Stm, simulate_lattice
 
 RNG = np.random.default_rng(7)
