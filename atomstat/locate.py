@@ -10,6 +10,8 @@ the raw image by :func:`atomstat.refine.refine_centres` when an image is given.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage
@@ -249,9 +251,57 @@ def _peaks(prob, labels, n):
 
 def _polygon_moments(prob, labels, n, level):
     """Area, first and second moments and perimeter of each label's contours."""
-    part = _contour_moments(prob, labels, level)
+    part = _segment_moments(prob, labels, level)
+    if part is None:
+        part = _contour_moments(prob, labels, level)
     return {
         k: np.bincount(part["owner"] - 1, v, minlength=n) for k, v in part.items() if k != "owner"
+    }
+
+
+def _segment_moments(prob, labels, level):
+    """Moments of the marching-squares segments, with the label that owns each.
+
+    Green's theorem needs the oriented edges of the contours, not their order:
+    summing over the segments as skimage's marching squares emits them gives
+    the same moments as summing over the assembled contours, without the
+    assembly (a Python loop that took 60 % of ``locate`` on a 1024^2 map).
+    Returns None when skimage's segment routine is not available, and the
+    caller assembles the contours with :func:`skimage.measure.find_contours`.
+    """
+    try:
+        from skimage.measure._find_contours_cy import _get_contour_segments
+    except ImportError:  # pragma: no cover - private skimage API moved
+        return None
+    padded = np.pad(np.asarray(prob, np.float64), 1)
+    segments = _get_contour_segments(padded, float(level), False, mask=None)
+    flat = np.fromiter(
+        itertools.chain.from_iterable(itertools.chain.from_iterable(segments)),
+        np.float64,
+        count=4 * len(segments),
+    ).reshape(-1, 2, 2)
+    owner = _owners(flat[:, 0], padded, labels, level)
+    keep = owner > 0
+    pts = flat[keep] - 1.0  # back to unpadded pixel coordinates
+    y, x, y1, x1 = pts[:, 0, 0], pts[:, 0, 1], pts[:, 1, 0], pts[:, 1, 1]
+    part = _green_terms(x, y, x1, y1)
+    if part["area"].sum() < 0:  # orientation convention of the segments
+        part = {k: -v for k, v in part.items()}
+    part["perimeter"] = np.hypot(x1 - x, y1 - y)
+    part["owner"] = owner[keep]
+    return part
+
+
+def _green_terms(x, y, x1, y1):
+    """Area and first and second moments of polygon edges (x, y) -> (x1, y1), by Green."""
+    cross = x * y1 - x1 * y
+    return {
+        "area": cross / 2,
+        "sx": (x + x1) * cross / 6,
+        "sy": (y + y1) * cross / 6,
+        "sxx": (x * x + x * x1 + x1 * x1) * cross / 12,
+        "syy": (y * y + y * y1 + y1 * y1) * cross / 12,
+        "sxy": (x * y1 + 2 * x * y + 2 * x1 * y1 + x1 * y) * cross / 24,
     }
 
 
@@ -278,15 +328,7 @@ def _contour_moments(prob, labels, level):
     nxt = np.arange(len(x)) + 1
     nxt[starts + lengths - 1] = starts  # close each polygon (skimage repeats the first point)
     x1, y1 = x[nxt], y[nxt]
-    cross = x * y1 - x1 * y
-    terms = {
-        "area": cross / 2,
-        "sx": (x + x1) * cross / 6,
-        "sy": (y + y1) * cross / 6,
-        "sxx": (x * x + x * x1 + x1 * x1) * cross / 12,
-        "syy": (y * y + y * y1 + y1 * y1) * cross / 12,
-        "sxy": (x * y1 + 2 * x * y + 2 * x1 * y1 + x1 * y) * cross / 24,
-    }
+    terms = _green_terms(x, y, x1, y1)
     part = {k: np.add.reduceat(v, starts) for k, v in terms.items()}
     if part["area"].sum() < 0:  # orientation convention of find_contours
         part = {k: -v for k, v in part.items()}
