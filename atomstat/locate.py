@@ -281,6 +281,10 @@ def _segment_moments(prob, labels, level):
         count=4 * len(segments),
     ).reshape(-1, 2, 2)
     owner = _owners(flat[:, 0], padded, labels, level)
+    # A vertex that marching squares put on a pixel (value within rounding of the
+    # level) may miss the blob's pixels: the segment's other end then decides.
+    lost = owner == 0
+    owner[lost] = _owners(flat[lost, 1], padded, labels, level)
     keep = owner > 0
     pts = flat[keep] - 1.0  # back to unpadded pixel coordinates
     y, x, y1, x1 = pts[:, 0, 0], pts[:, 0, 1], pts[:, 1, 0], pts[:, 1, 1]
