@@ -27,6 +27,7 @@ import pandas as pd
 from common import (
     Scene,
     base_parser,
+    crop_scene,
     describe_model,
     evaluate,
     header,
@@ -83,12 +84,6 @@ def stm_scene(index: int, shape=(256, 256)) -> Scene:
         imaging=imaging,
         rng=rng,
     )
-    image = np.ascontiguousarray(sim.image[pad : pad + h, pad : pad + w])
-    truth = sim.atoms.copy()
-    truth["x"] -= pad
-    truth["y"] -= pad
-    x, y = truth["x"].to_numpy(), truth["y"].to_numpy()
-    inside = (x > -0.5) & (x < w - 0.5) & (y > -0.5) & (y < h - 0.5)
     params = {
         "index": index,
         "seed": seed,
@@ -100,7 +95,7 @@ def stm_scene(index: int, shape=(256, 256)) -> Scene:
         "tilt": round(imaging.tilt, 3),
         "tip_change": round(imaging.tip_change, 3),
     }
-    return Scene(image, truth.reset_index(drop=True), inside, params)
+    return crop_scene(sim, pad, shape, params)
 
 
 def nearest_neighbour(sc: Scene) -> float:

@@ -169,12 +169,6 @@ def heldout_scene(
         regions=Regions(interface=interface),
         rng=seed,
     )
-    image = np.ascontiguousarray(sim.image[pad : pad + h, pad : pad + w])
-    truth = sim.atoms.copy()
-    truth["x"] -= pad
-    truth["y"] -= pad
-    x, y = truth["x"].to_numpy(), truth["y"].to_numpy()
-    inside = (x > -0.5) & (x < w - 0.5) & (y > -0.5) & (y < h - 0.5)
     params = {
         "kind": kind,
         "shape": list(shape),
@@ -185,6 +179,19 @@ def heldout_scene(
         "dopant_ratio": dopant_ratio,
         "interface": interface,
     }
+    return crop_scene(sim, pad, shape, params)
+
+
+def crop_scene(sim, pad: int, shape, params: dict) -> Scene:
+    """The ``shape`` image cut from a simulation padded by ``pad`` px, with all of its truth
+    (shifted to the crop) and the mask of the true atoms centred inside the crop."""
+    h, w = shape
+    image = np.ascontiguousarray(sim.image[pad : pad + h, pad : pad + w])
+    truth = sim.atoms.copy()
+    truth["x"] -= pad
+    truth["y"] -= pad
+    x, y = truth["x"].to_numpy(), truth["y"].to_numpy()
+    inside = (x > -0.5) & (x < w - 0.5) & (y > -0.5) & (y < h - 0.5)
     return Scene(image, truth.reset_index(drop=True), inside, params)
 
 
