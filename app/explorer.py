@@ -61,7 +61,7 @@ class _Histogram:
             marks=[self.all, self.chosen], interaction=self.brush,
             axes=[bq.Axis(tick_format=".3~g", scale=self.sx, num_ticks=4),
                   bq.Axis(tick_format=".3~g", scale=self.sy, orientation="vertical", num_ticks=3)],
-            fig_margin={"top": 5, "bottom": 25, "left": 45, "right": 10},
+            fig_margin={"top": 5, "bottom": 25, "left": 45, "right": 10}, padding_x=0, padding_y=0,
             layout=widgets.Layout(width="255px", height="170px"),
         )  # fmt: skip
         self.figure.add_class("atomstat-histogram")
@@ -88,8 +88,12 @@ class _Histogram:
         edges = np.histogram_bin_edges(values[finite], bins=30) if finite.any() else np.arange(2.0)
         centres = (edges[:-1] + edges[1:]) / 2
         chosen = rows.index.isin(self.explorer.state.selected) & finite
+        counts = np.histogram(values[finite], edges)[0].astype(float)
+        with self.sx.hold_sync(), self.sy.hold_sync():  # Bars alone pad the x range widely
+            self.sx.min, self.sx.max = float(edges[0]), float(edges[-1])
+            self.sy.max = float(max(counts.max(initial=0.0), 1.0) * 1.05)
         with self.all.hold_sync(), self.chosen.hold_sync():
-            self.all.x, self.all.y = centres, np.histogram(values[finite], edges)[0].astype(float)
+            self.all.x, self.all.y = centres, counts
             self.chosen.x, self.chosen.y = (
                 centres,
                 np.histogram(values[chosen], edges)[0].astype(float),

@@ -51,9 +51,9 @@ class ImageView:
         self.figure = bq.Figure(
             marks=[self.picture, self.contours, self.centres, self.highlight, self.bar,
                    self.bar_text],
-            axes=[bq.Axis(tick_format="d", scale=self.sx, label="x (px)", num_ticks=5),
+            axes=[bq.Axis(tick_format="d", scale=self.sx, label="x (px)"),
                   bq.Axis(tick_format="d", scale=self.sy, orientation="vertical",
-                          label="y (px)", num_ticks=5)],
+                          label="y (px)")],
             padding_x=0, padding_y=0, min_aspect_ratio=1, max_aspect_ratio=1,
             fig_margin={"top": 10, "bottom": 40, "left": 50, "right": 10},
             layout=widgets.Layout(width=size, height=size),
