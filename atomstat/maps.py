@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from skimage.measure import find_contours
 
-from .locate import concat_frames, locate
+from .locate import PEAK_MARGIN, concat_frames, locate
 from .metrics import match_points
 from .pipeline import _refine_sigma, prepare
 
@@ -93,7 +93,8 @@ def relocate(prob, image, *, threshold: float = 0.5, attrs: dict | None = None) 
     attrs : dict, optional
         The ``attrs`` of the table the map came with (calibration, model,
         ``sigma``); they are copied, with ``threshold`` updated. ``sigma``
-        sizes the centre refinement as in :func:`atomstat.analyze`.
+        sizes the centre refinement and ``peak_margin`` drops the noise
+        fragments, as in :func:`atomstat.analyze`.
 
     Returns
     -------
@@ -103,7 +104,8 @@ def relocate(prob, image, *, threshold: float = 0.5, attrs: dict | None = None) 
     attrs = dict(attrs or {})
     sigma = attrs.get("sigma")
     sigma = _refine_sigma(sigma) if sigma is not None else None
-    atoms = locate(prob, image, threshold=threshold, sigma=sigma)
+    margin = float(attrs.get("peak_margin", PEAK_MARGIN))
+    atoms = locate(prob, image, threshold=threshold, peak_margin=margin, sigma=sigma)
     atoms.attrs.update(attrs)
     atoms.attrs["threshold"] = threshold
     return atoms

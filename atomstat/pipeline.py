@@ -16,7 +16,7 @@ import pandas as pd
 from ._arrays import as_array
 from .fcn.predict import load_model, segment
 from .io_stm import imaging_mode
-from .locate import concat_frames, locate
+from .locate import PEAK_MARGIN, concat_frames, locate
 from .preprocess import get_preprocessor
 from .scale import estimate_sigma
 
@@ -31,6 +31,7 @@ def analyze(
     data,
     *,
     threshold: float = 0.5,
+    peak_margin: float = PEAK_MARGIN,
     model=None,
     preprocess=None,
     progress: bool = False,
@@ -44,6 +45,10 @@ def analyze(
         stack (T, H, W).
     threshold : float in (0, 1)
         Probability level of the blob contours.
+    peak_margin : float in [0, 1)
+        A blob is an atom only if its peak probability reaches
+        ``threshold + peak_margin``; the others are noise fragments (see
+        :func:`atomstat.locate`).
     model : None, str, Path or keras.Model
         None (or ``"auto"``) picks the shipped model from the data: ``stm``
         for scanning-probe files (``metadata.Signal.signal_type == "STM"``,
@@ -84,7 +89,9 @@ def analyze(
     >>> abs(len(atoms) - len(sim.atoms)) <= 4
     True
     """
-    run = prepare(data, threshold=threshold, model=model, preprocess=preprocess)
+    run = prepare(
+        data, threshold=threshold, peak_margin=peak_margin, model=model, preprocess=preprocess
+    )
     tables = []
     bar = _progress(progress, run.n_frames)
     for _, chunk, _, atoms in run.chunks():
@@ -109,6 +116,7 @@ class Run:
     clean: object  # None or a function of one frame
     model: object
     threshold: float
+    peak_margin: float
     sigma: float
     attrs: dict
     single: bool = False  # the data was one image, not a stack
@@ -125,16 +133,22 @@ class Run:
             if self.clean is not None:
                 chunk = np.stack([_clean(frame, self.clean) for frame in chunk])
             prob = segment(chunk, model=self.model, sigma=width)
-            atoms = locate(prob, chunk, threshold=self.threshold, sigma=width)
+            atoms = locate(
+                prob, chunk, threshold=self.threshold, peak_margin=self.peak_margin, sigma=width
+            )
             atoms["frame"] += start
             yield start, chunk, prob, atoms
 
 
-def prepare(data, *, threshold: float = 0.5, model=None, preprocess=None) -> Run:
+def prepare(
+    data, *, threshold: float = 0.5, peak_margin: float = PEAK_MARGIN, model=None, preprocess=None
+) -> Run:
     """Check the arguments of :func:`analyze`, load the data and the model, estimate the
     atom width on the first (cleaned) frame; return the :class:`Run`."""
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
+    if not 0 <= peak_margin < 1:
+        raise ValueError(f"peak_margin must be in [0, 1), got {peak_margin!r}")
     if isinstance(data, str | Path):
         from .io import load
 
@@ -159,10 +173,11 @@ def prepare(data, *, threshold: float = 0.5, model=None, preprocess=None) -> Run
             "imaging": imaging,
             "preprocess": _preprocess_name(preprocess),
             "threshold": threshold,
+            "peak_margin": peak_margin,
             "sigma": sigma,
         }
     )
-    return Run(frames, clean, model, threshold, sigma, attrs, single)
+    return Run(frames, clean, model, threshold, peak_margin, sigma, attrs, single)
 
 
 def calibration(data) -> dict:
