@@ -182,3 +182,22 @@ def test_non_image_array_raises(threshold_model):
 def test_bad_model_raises_before_any_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.keras"):
         analyze(np.ones((32, 32)), model=str(tmp_path / "absent.keras"))
+
+
+def test_chunks_shrink_with_the_memory_available():
+    from atomstat.pipeline import frames_per_chunk
+
+    assert frames_per_chunk((512, 512), 100, available=24e9) == 16
+    assert frames_per_chunk((512, 512), 5, available=24e9) == 5
+    # 4096^2 frames: one needs ~1.07 GB, each further one ~0.13 GB
+    assert frames_per_chunk((4096, 4096), 100, available=2e9) == 4
+    assert frames_per_chunk((4096, 4096), 100, available=1.4e9) == 1
+    assert frames_per_chunk((64, 64), 3, available=float("inf")) == 3
+
+
+def test_a_frame_too_large_for_the_memory_is_refused_clearly(threshold_model, monkeypatch):
+    import atomstat.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "available_memory", lambda: 1e6)
+    with pytest.raises(MemoryError, match=r"128 x 160 px frame needs about .* GB .* bin it"):
+        analyze(np.random.default_rng(0).random((128, 160)), model=threshold_model)
