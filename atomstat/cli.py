@@ -59,7 +59,7 @@ def _analyze(args) -> int:
             atoms = analyze(
                 signal, threshold=args.threshold, model=args.model, preprocess=args.preprocess
             )
-        except (AtomstatError, ValueError, OSError) as exc:
+        except (AtomstatError, ValueError, OSError, MemoryError) as exc:
             log.error("skipped %s: %s", name, exc)
             failed.append(name)
             continue
