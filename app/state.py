@@ -206,7 +206,7 @@ class AppState(traitlets.HasTraits):
         table = atomstat.pair_dumbbells(atoms) if self.dumbbell_mode else atoms
         if old is not None and len(old) and self.labels.to_dict() != _EMPTY_LABELS:
             mapping = match_ids(old, table)
-            self._replace_labels(_remap_labels(self.labels, mapping))
+            self._replace_labels(self.labels.remapped(mapping))
         with self.hold_trait_notifications():
             self.atoms, self.drift = atoms, None
             self._aligned_cache = {}
@@ -424,11 +424,3 @@ class AppState(traitlets.HasTraits):
 
 
 _EMPTY_LABELS = atomstat.LabelSet().to_dict()
-
-
-def _remap_labels(labels: atomstat.LabelSet, mapping: dict) -> atomstat.LabelSet:
-    """The labels moved to new atom ids (those without a partner are dropped)."""
-    data = labels.to_dict()
-    for layer in ("auto", "manual"):
-        data[layer] = [[mapping[k], v] for k, v in data[layer] if k in mapping]
-    return atomstat.LabelSet.from_dict(data)

@@ -278,6 +278,25 @@ class LabelSet:
             out._ensure_class(name)
         return out
 
+    def remapped(self, mapping: Mapping[int, int]) -> LabelSet:
+        """A new label set with every atom id moved through ``mapping`` (old id -> new id).
+
+        For a table that was rebuilt (for example re-thresholded) and matched to the
+        old one: ids without a partner lose their label; classes and colours stay.
+        The new set starts with an empty history.
+
+        Examples
+        --------
+        >>> labels = LabelSet({"dopant": "#d55e00"})
+        >>> labels.set_manual([3, 7], "dopant")
+        >>> labels.remapped({3: 30, 5: 50}).ids("dopant")
+        [30]
+        """
+        data = self.to_dict()
+        for layer in ("auto", "manual"):
+            data[layer] = [[mapping[k], v] for k, v in data[layer] if k in mapping]
+        return LabelSet.from_dict(data)
+
     def __eq__(self, other) -> bool:
         return isinstance(other, LabelSet) and self.to_dict() == other.to_dict()
 

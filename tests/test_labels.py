@@ -204,3 +204,17 @@ def test_from_dict_refuses_something_else():
 
 def test_public_name():
     assert atomstat.LabelSet is LabelSet
+
+
+def test_remapped_moves_labels_to_new_ids_and_drops_the_unmatched():
+    labels = LabelSet({"dopant": "#d55e00", "adatom": "#0072b2"})
+    labels.set_auto(pd.Series({1: "dopant", 2: "adatom", 4: "dopant"}))
+    labels.set_manual([2], None)  # taken out of its class by hand
+    labels.set_manual([9], "adatom")
+    moved = labels.remapped({1: 11, 2: 12, 9: 19})  # atom 4 has no partner
+    assert moved.ids("dopant") == [11]
+    assert moved.ids("adatom") == [19]
+    assert moved.label_of(12) is None and moved.sources([12]).iloc[0] == "manual"
+    assert moved.classes == labels.classes
+    assert not moved.can_undo
+    assert labels.ids("dopant") == [1, 4]  # the original is unchanged
