@@ -27,7 +27,6 @@ import pandas as pd
 from common import (
     Scene,
     base_parser,
-    crop_scene,
     describe_model,
     evaluate,
     header,
@@ -36,6 +35,7 @@ from common import (
     pooled,
     quiet,
     resolve_model,
+    simulate_cropped,
     table,
     timed,
     trackpy_xy,
@@ -44,7 +44,7 @@ from common import (
 
 import atomstat
 from atomstat.preprocess import stm as stm_cleanup
-from atomstat.simulate import LATTICES, Defects, Stm, simulate_lattice
+from atomstat.simulate import LATTICES, Defects, Stm
 
 TARGET_F1 = 0.97
 
@@ -72,18 +72,6 @@ def stm_scene(index: int, shape=(256, 256)) -> Scene:
         tilt=rng.uniform(0.5, 3),
         tip_change=rng.uniform(0.2, 0.8),
     )
-    h, w = shape
-    pad = int(np.ceil(3 * sigma)) + 2
-    sim = simulate_lattice(
-        kind,
-        shape=(h + 2 * pad, w + 2 * pad),
-        spacing=spacing,
-        sigma=sigma,
-        ellipticity=rng.uniform(0, 0.25),
-        defects=defects,
-        imaging=imaging,
-        rng=rng,
-    )
     params = {
         "index": index,
         "seed": seed,
@@ -95,7 +83,17 @@ def stm_scene(index: int, shape=(256, 256)) -> Scene:
         "tilt": round(imaging.tilt, 3),
         "tip_change": round(imaging.tip_change, 3),
     }
-    return crop_scene(sim, pad, shape, params)
+    return simulate_cropped(
+        kind,
+        shape,
+        params,
+        spacing=spacing,
+        sigma=sigma,
+        ellipticity=rng.uniform(0, 0.25),
+        defects=defects,
+        imaging=imaging,
+        rng=rng,
+    )
 
 
 def nearest_neighbour(sc: Scene) -> float:

@@ -154,21 +154,6 @@ def heldout_scene(
     """
     if seed < HELDOUT_SEED:
         raise ValueError(f"held-out seeds start at {HELDOUT_SEED}, got {seed}")
-    h, w = shape
-    pad = int(np.ceil(3 * sigma)) + 2
-    sim = simulate_lattice(
-        kind,
-        shape=(h + 2 * pad, w + 2 * pad),
-        spacing=spacing,
-        sigma=sigma,
-        ellipticity=ellipticity,
-        defects=Defects(
-            vacancies=vacancies, dopants=dopants, dopant_ratio=dopant_ratio, jitter=jitter
-        ),
-        imaging=Stem(dose=dose, background=background),
-        regions=Regions(interface=interface),
-        rng=seed,
-    )
     params = {
         "kind": kind,
         "shape": list(shape),
@@ -179,6 +164,28 @@ def heldout_scene(
         "dopant_ratio": dopant_ratio,
         "interface": interface,
     }
+    return simulate_cropped(
+        kind,
+        shape,
+        params,
+        spacing=spacing,
+        sigma=sigma,
+        ellipticity=ellipticity,
+        defects=Defects(
+            vacancies=vacancies, dopants=dopants, dopant_ratio=dopant_ratio, jitter=jitter
+        ),
+        imaging=Stem(dose=dose, background=background),
+        regions=Regions(interface=interface),
+        rng=seed,
+    )
+
+
+def simulate_cropped(kind: str, shape, params: dict, *, sigma: float, **settings) -> Scene:
+    """``simulate_lattice(kind, sigma=sigma, **settings)`` drawn on a canvas padded by
+    ``ceil(3 * sigma) + 2`` px and cropped to ``shape`` (see :func:`crop_scene`)."""
+    h, w = shape
+    pad = int(np.ceil(3 * sigma)) + 2
+    sim = simulate_lattice(kind, shape=(h + 2 * pad, w + 2 * pad), sigma=sigma, **settings)
     return crop_scene(sim, pad, shape, params)
 
 
