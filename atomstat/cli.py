@@ -33,6 +33,7 @@ def _train(args) -> int:
         dose=tuple(args.dose),
         upsampled=args.upsampled,
         stm_fraction=args.stm_fraction,
+        stm_spacing=tuple(args.stm_spacing),
         command="atomstat " + shlex.join(sys.argv[1:]),
     )
     train(config, args.out)
@@ -290,6 +291,14 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.25,
         help="fraction of STM-like scenes (default 0.25; near 1 for an STM model)",
+    )
+    t.add_argument(
+        "--stm-spacing",
+        type=float,
+        nargs=2,
+        default=(3.3, 5.9),
+        metavar=("LOW", "HIGH"),
+        help="range of STM lattice spacings in atom widths (default 3.3 5.9)",
     )
     t.add_argument(
         "--init", default=None, help="start from the weights of a training checkpoint (.ckpt.keras)"

@@ -359,7 +359,13 @@ def _drift_distort(truth, shape, drift, rng):
 
 
 def random_scene(
-    rng=None, shape=(128, 128), *, mode=None, sigma=(1.3, 3.4), dose=(8.0, 400.0)
+    rng=None,
+    shape=(128, 128),
+    *,
+    mode=None,
+    sigma=(1.3, 3.4),
+    dose=(8.0, 400.0),
+    stm_spacing=(3.3, 5.9),
 ) -> Simulation:
     """Draw one training or test scene with random lattice, defects and imaging.
 
@@ -378,6 +384,9 @@ def random_scene(
         Range of host column widths (px).
     dose : tuple of float
         Range of STEM doses (host peak counts), drawn log-uniformly.
+    stm_spacing : tuple of float
+        Range of STM lattice spacings in atom widths (the inverse is drawn
+        uniformly, so dense lattices are favoured).
 
     Returns
     -------
@@ -389,6 +398,8 @@ def random_scene(
     >>> sim.mask.shape
     (64, 64)
     """
+    if not 0 < stm_spacing[0] <= stm_spacing[1]:
+        raise ValueError(f"stm_spacing must be (low, high) in atom widths, got {stm_spacing!r}")
     rng = np.random.default_rng(rng)
     mode = mode or ("stem" if rng.random() < 0.75 else "stm")
     if mode not in ("stem", "stm"):
@@ -398,7 +409,7 @@ def random_scene(
     if kind == "dumbbell":
         spacing = s * rng.uniform(2.4, 5.0)
     elif mode == "stm":
-        spacing = s / rng.uniform(0.17, 0.3)
+        spacing = s / rng.uniform(1 / stm_spacing[1], 1 / stm_spacing[0])
     else:
         spacing = s * float(np.exp(rng.uniform(np.log(4.0), np.log(14.0))))
     defects = Defects(

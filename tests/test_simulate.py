@@ -411,3 +411,36 @@ def test_bad_spacing_or_sigma_raises_naming_it(spacing, sigma):
 def test_bad_imaging_raises_type_error():
     with pytest.raises(TypeError, match="dict"):
         simulate_lattice("square", shape=(32, 32), imaging={"dose": 10})
+
+
+@pytest.mark.parametrize("spacing", [(3.3, 3.5), (5.5, 6.0)])
+def test_random_stm_scene_spacing_in_widths(spacing):
+    """Nearest-neighbour distance over atom width, typical over scenes of every lattice kind
+    (dumbbells, interfaces and amorphous patches make single scenes stray)."""
+    from scipy.spatial import cKDTree
+
+    ratios = []
+    for seed in range(16):
+        sim = random_scene(seed, (160, 160), mode="stm", stm_spacing=spacing)
+        hosts = sim.atoms[sim.atoms.species == "host"]
+        d, _ = cKDTree(sim.atoms[["x", "y"]].to_numpy()).query(hosts[["x", "y"]].to_numpy(), k=2)
+        ratios.append(np.median(d[:, 1]) / np.median(hosts.sigma))
+    assert spacing[0] * 0.9 < np.median(ratios) < spacing[1] * 1.1
+
+
+def test_random_scene_refuses_a_bad_stm_spacing():
+    with pytest.raises(ValueError, match="stm_spacing"):
+        random_scene(0, (64, 64), mode="stm", stm_spacing=(4.0, 3.0))
+
+
+def test_model_card_renders_from_a_training_record():
+    import json
+    from importlib import resources
+
+    from atomstat.fcn.card import _markdown
+
+    meta = json.loads(resources.files("atomstat.models").joinpath("stm.json").read_text())
+    text = _markdown("stm", meta)
+    assert "STM spacings (3.3, 5.9) atom widths" in text  # a record from before the knob
+    meta["config"]["stm_spacing"] = [3.3, 4.5]
+    assert "STM spacings (3.3, 4.5) atom widths" in _markdown("stm", meta)

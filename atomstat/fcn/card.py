@@ -98,6 +98,7 @@ def _markdown(name, meta):
         f"{v['rmse_px']:.3f} | {v['pixel_accuracy']:.4f} |"
         for k, v in (("all", e), ("STEM", e["stem"]), ("STM", e["stm"]))
     )
+    stm_spacing = tuple(c.get("stm_spacing", (3.3, 5.9)))
     return f"""# Model card: `{name}.keras`
 
 The paper's encoder-decoder FCN (94,468 parameters), trained only on simulated images by
@@ -112,8 +113,10 @@ convolutions on saving, so the shipped graph is exactly the paper's network.
   STM-like scenes with probability {c["stm_fraction"]}; every batch freshly simulated (all
   lattice kinds, interfaces, holes, edges, amorphous patches, vacancies, dopants, adatoms, strain;
   STEM doses {c.get("dose", (8, 400))} counts with blur, scan jitter and drift; STM noise, scars,
-  tilt, tip changes); a fraction {c.get("upsampled", 0)} of the scenes hold atoms 0.7-1.3 px wide,
-  upsampled as `segment` does.{_provenance(meta.get("init_record"))}
+  tilt, tip changes; STM spacings {stm_spacing} atom widths); a fraction
+  {c.get("upsampled", 0)} of the scenes hold atoms 0.7-1.3 px wide, upsampled as `segment` does.{
+        _provenance(meta.get("init_record"))
+    }
 - Trained in {meta["train_seconds"] / 60:.0f} min on {meta.get("platform", "CPU")},
   Keras {meta["keras"]}.
 

@@ -45,6 +45,7 @@ class TrainConfig:
     dose: tuple = (8.0, 400.0)
     upsampled: float = 0.0
     stm_fraction: float = 0.25
+    stm_spacing: tuple = (3.3, 5.9)
     checkpoint_every: int = 250
     init: str | None = None
     command: str = ""
@@ -52,7 +53,15 @@ class TrainConfig:
 
 
 def training_batch(
-    rng, n, patch, *, sigma=(1.3, 3.4), dose=(8.0, 400.0), stm_fraction=0.25, upsampled=0.0
+    rng,
+    n,
+    patch,
+    *,
+    sigma=(1.3, 3.4),
+    dose=(8.0, 400.0),
+    stm_fraction=0.25,
+    upsampled=0.0,
+    stm_spacing=(3.3, 5.9),
 ):
     """A batch: normalised images (n, p, p, 1) and one-hot masks (n, p, p, 2).
 
@@ -67,7 +76,9 @@ def training_batch(
         if rng.random() < upsampled:
             image, mask = _upsampled_scene(rng, patch, mode, dose)
         else:
-            sim = random_scene(rng, (patch, patch), mode=mode, sigma=sigma, dose=dose)
+            sim = random_scene(
+                rng, (patch, patch), mode=mode, sigma=sigma, dose=dose, stm_spacing=stm_spacing
+            )
             image, mask = sim.image, sim.mask
         x[i, ..., 0] = normalize(image)
         y[i, ..., 1] = mask
@@ -137,6 +148,7 @@ def train(config: TrainConfig, out: str | Path, *, progress: bool = True):
         dose=config.dose,
         upsampled=config.upsampled,
         stm_fraction=config.stm_fraction,
+        stm_spacing=tuple(config.stm_spacing),
     )
     pending = pool.submit(draw)
     for step in bar:
