@@ -58,7 +58,11 @@ def _analyze(args) -> int:
         try:
             signal = load(name, channel=args.channel, direction=args.direction)
             atoms = analyze(
-                signal, threshold=args.threshold, model=args.model, preprocess=args.preprocess
+                signal,
+                threshold=args.threshold,
+                model=args.model,
+                preprocess=args.preprocess,
+                split={"auto": None, "on": True, "off": False}[args.split],
             )
         except (AtomstatError, ValueError, OSError, MemoryError) as exc:
             log.error("skipped %s: %s", name, exc)
@@ -236,6 +240,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="clean each image first: stm = plane background, line levelling, scar repair; "
         "plane = the background only; invert = dark atoms made bright (ABF) (default: none)",
+    )
+    a.add_argument(
+        "--split",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="split blobs that hold several atoms; auto = on for STM files and the stm model "
+        "(default: auto)",
     )
     a.add_argument(
         "--channel",

@@ -41,6 +41,7 @@ def locate(
     peak_margin: float = PEAK_MARGIN,
     sigma: float | None = None,
     refine: bool = True,
+    split: bool = False,
 ) -> pd.DataFrame:
     """Find the atoms in a probability map.
 
@@ -63,6 +64,14 @@ def locate(
         follows from the typical blob area.
     refine : bool
         Refine centres on the raw image (needs ``image``).
+    split : bool
+        Split the blobs that hold several atoms: a blob much larger than the
+        typical one is re-contoured at higher levels inside its outline, and
+        where two or more sub-blobs each pass the same hysteresis they
+        replace it (with the descriptors of that level's contours). It helps
+        on dense, blurred lattices (STM); on STEM columns it may cut a
+        distorted column in two, so :func:`atomstat.analyze` turns it on for
+        STM only. How many blobs were split is in ``attrs["split_blobs"]``.
 
     Returns
     -------
@@ -88,7 +97,7 @@ def locate(
         raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
     if not 0 <= peak_margin < 1:
         raise ValueError(f"peak_margin must be in [0, 1), got {peak_margin!r}")
-    levels = (threshold, min(threshold + peak_margin, 1.0))
+    levels = (threshold, min(threshold + peak_margin, 1.0), bool(split))
     raw = None if image is None else np.asarray(as_array(image), dtype=np.float32)
     if raw is not None and raw.shape != prob.shape:
         raise ValueError(f"image shape {raw.shape} differs from prob shape {prob.shape}")
@@ -107,22 +116,28 @@ def concat_frames(tables):
         return empty_atoms()
     out = pd.concat(tables, ignore_index=True).rename_axis("atom_id")
     out.attrs.update(tables[0].attrs)
-    if any("fragments" in t.attrs for t in tables):
-        out.attrs["fragments"] = int(sum(t.attrs.get("fragments", 0) for t in tables))
+    for key in ("fragments", "split_blobs"):
+        if any(key in t.attrs for t in tables):
+            out.attrs[key] = int(sum(t.attrs.get(key, 0) for t in tables))
     return out
 
 
 def _locate_frame(prob, raw, levels, sigma, refine, frame):
-    threshold, peak = levels
-    shapes = blob_shapes(prob, threshold)
+    threshold, peak, split = levels
+    shapes, labels = _blob_shapes(prob, threshold)
     if not len(shapes["x"]):
         return empty_atoms()
     strong = shapes["confidence"] >= np.float32(peak)
     fragments = int((~strong).sum())
+    n_split = 0
+    if split:
+        shapes, strong, n_split = _split_merged(
+            prob, labels, shapes, strong, threshold, peak - threshold
+        )
     shapes = {k: v[strong] for k, v in shapes.items()}
     if not len(shapes["x"]):
         out = empty_atoms()
-        out.attrs["fragments"] = fragments
+        out.attrs.update(fragments=fragments, split_blobs=n_split)
         return out
     shapes["frame"] = np.full(len(shapes["x"]), frame)
     if sigma is None:  # a host blob reaches about 1.45 widths (see simulate._target_mask)
@@ -135,7 +150,7 @@ def _locate_frame(prob, raw, levels, sigma, refine, frame):
     atoms = add_neighbours(atoms)
     if raw is not None:
         atoms = add_intensity(atoms, raw, half_width=max(1, round(sigma)))
-    atoms.attrs["fragments"] = fragments
+    atoms.attrs.update(fragments=fragments, split_blobs=n_split)
     return atoms
 
 
@@ -168,9 +183,65 @@ def blob_shapes(prob: np.ndarray, threshold: float = 0.5) -> dict:
     circularity at least 0.95), where the Crofton estimate scatters by up
     to 10% with the disc's position on the pixel grid.
     """
+    return _blob_shapes(prob, threshold)[0]
+
+
+#: A blob is examined for merged atoms when its area exceeds this many times the median.
+_SPLIT_AREA = 1.6
+
+
+def _split_merged(prob, labels, shapes, strong, threshold, margin):
+    """Split the blobs that hold several atoms.
+
+    Two close atoms can share one blob at the contour level while the map
+    still shows two peaks. A blob much larger than the typical one is
+    re-contoured at higher levels (threshold + 0.1, + 0.2, ...) inside its
+    own outline; where that gives two or more sub-blobs that each rise
+    ``margin`` above their level (the same hysteresis as a whole blob), they
+    replace it; the level giving the most such sub-blobs wins. Their
+    descriptors are those of that level's contours. Returns the shapes, the
+    mask of atoms among them, and how many blobs were split.
+    """
+    if strong.sum() < 5:
+        return shapes, strong, 0
+    typical = np.median(shapes["area"][strong])
+    big = np.flatnonzero(strong & (shapes["area"] > _SPLIT_AREA * typical))
+    if not len(big):
+        return shapes, strong, 0
+    boxes = ndimage.find_objects(labels)
+    pieces = []
+    for i in big:
+        box = boxes[i]
+        crop = np.pad(np.where(labels[box] == i + 1, prob[box], 0), 1)
+        best = None
+        for level in np.arange(threshold + 0.1, 1.0 - margin + 1e-6, 0.1):
+            sub = _blob_shapes(crop, float(level))[0]
+            if not len(sub["x"]):
+                break
+            keep = sub["confidence"] >= np.float32(min(level + margin, 1.0))
+            if keep.sum() >= 2 and (best is None or keep.sum() > best[1].sum()):
+                best = (sub, keep)
+        if best is None:
+            continue
+        sub, keep = best
+        sub = {k: v[keep] for k, v in sub.items()}
+        sub["x"] = sub["x"] + box[1].start - 1
+        sub["y"] = sub["y"] + box[0].start - 1
+        sub["edge"] = np.full(len(sub["x"]), shapes["edge"][i])
+        pieces.append(sub)
+        strong = strong.copy()
+        strong[i] = False
+    if not pieces:
+        return shapes, strong, 0
+    merged = {k: np.concatenate([v] + [p[k] for p in pieces]) for k, v in shapes.items()}
+    n_new = sum(len(p["x"]) for p in pieces)
+    return merged, np.concatenate([strong, np.ones(n_new, bool)]), len(pieces)
+
+
+def _blob_shapes(prob, threshold):
     labels, n = ndimage.label(prob >= threshold)
     if n == 0:
-        return {"x": np.empty(0)}
+        return {"x": np.empty(0)}, labels
     m = _polygon_moments(prob, labels, n, threshold)
     if _hard_edged(prob):
         m["perimeter"] = _hard_edge_perimeters(labels, n)
@@ -189,7 +260,7 @@ def blob_shapes(prob: np.ndarray, threshold: float = 0.5) -> dict:
     border = np.zeros(n + 1, bool)
     border[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
     perim = m["perimeter"]
-    return {
+    shapes = {
         "x": cx,
         "y": cy,
         "area": area,
@@ -204,6 +275,7 @@ def blob_shapes(prob: np.ndarray, threshold: float = 0.5) -> dict:
         "confidence": _peaks(prob, labels, n),
         "edge": border[1:],
     }
+    return shapes, labels
 
 
 _EDGE_BLUR = 0.8  # px: removes the pixel staircase of a hard-edged blob

@@ -34,6 +34,7 @@ def analyze_maps(
     *,
     threshold: float = 0.5,
     model=None,
+    split: bool | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """:func:`atomstat.analyze`, returning the probability map as well.
@@ -47,6 +48,8 @@ def analyze_maps(
     model : None, str, Path or keras.Model
         As for :func:`atomstat.analyze`: None picks the shipped model from
         the data (``stm`` for scanning-probe files, else ``universal``).
+    split : bool or None
+        As for :func:`atomstat.analyze` (None: on for STM).
     callback : callable, optional
         Called as ``callback(frames_done, n_frames)`` after every chunk of
         frames (a progress bar for stacks).
@@ -66,7 +69,7 @@ def analyze_maps(
     >>> prob.shape, len(atoms) == len(relocate(prob, sim.image, attrs=atoms.attrs))
     ((96, 96), True)
     """
-    run = prepare(data, threshold=threshold, model=model)
+    run = prepare(data, threshold=threshold, model=model, split=split)
     prob = np.empty((run.n_frames, *np.shape(run.frames)[1:]), np.float32)
     tables = []
     for start, chunk, p, atoms in run.chunks():
@@ -93,8 +96,9 @@ def relocate(prob, image, *, threshold: float = 0.5, attrs: dict | None = None) 
     attrs : dict, optional
         The ``attrs`` of the table the map came with (calibration, model,
         ``sigma``); they are copied, with ``threshold`` updated. ``sigma``
-        sizes the centre refinement and ``peak_margin`` drops the noise
-        fragments, as in :func:`atomstat.analyze`.
+        sizes the centre refinement, ``peak_margin`` drops the noise
+        fragments and ``split`` splits blobs holding several atoms, as in
+        :func:`atomstat.analyze`.
 
     Returns
     -------
@@ -105,9 +109,11 @@ def relocate(prob, image, *, threshold: float = 0.5, attrs: dict | None = None) 
     sigma = attrs.get("sigma")
     sigma = _refine_sigma(sigma) if sigma is not None else None
     margin = float(attrs.get("peak_margin", PEAK_MARGIN))
-    atoms = locate(prob, image, threshold=threshold, peak_margin=margin, sigma=sigma)
+    split = bool(attrs.get("split", False))
+    atoms = locate(prob, image, threshold=threshold, peak_margin=margin, sigma=sigma, split=split)
+    counts = {k: atoms.attrs[k] for k in ("fragments", "split_blobs") if k in atoms.attrs}
     atoms.attrs.update(attrs)
-    atoms.attrs["threshold"] = threshold
+    atoms.attrs.update(counts, threshold=threshold)  # this run's counts, not the map's first
     return atoms
 
 

@@ -40,6 +40,7 @@ def analyze(
     peak_margin: float = PEAK_MARGIN,
     model=None,
     preprocess=None,
+    split: bool | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Find every atom in an image or a movie and describe it.
@@ -69,6 +70,11 @@ def analyze(
         returning an image of the same shape is applied as it is. None
         (default) analyses the data as recorded. Positions are unchanged;
         the intensity descriptors are measured on the cleaned image.
+    split : bool or None
+        Split blobs that hold several atoms (see :func:`atomstat.locate`).
+        None (default) splits for STM data (``imaging == "stm"``) or the
+        ``stm`` model: close, blurred STM atoms often share a blob, while on
+        STEM a split is more often a distorted column cut in two.
     progress : bool
         Show a progress bar over the frames of a stack.
 
@@ -77,8 +83,9 @@ def analyze(
     atoms : pandas.DataFrame
         The atoms table. ``attrs`` holds ``pixel_size``, ``units``,
         ``source``, ``model`` (the model used), ``imaging`` (``"stm"`` or
-        ``"stem"``, from the metadata), ``preprocess``, ``threshold`` and
-        ``sigma`` (the estimated atom width in px).
+        ``"stem"``, from the metadata), ``preprocess``, ``threshold``,
+        ``peak_margin``, ``split``, ``sigma`` (the estimated atom width in
+        px), ``fragments`` (blobs dropped as noise) and ``split_blobs``.
 
     Raises
     ------
@@ -96,7 +103,12 @@ def analyze(
     True
     """
     run = prepare(
-        data, threshold=threshold, peak_margin=peak_margin, model=model, preprocess=preprocess
+        data,
+        threshold=threshold,
+        peak_margin=peak_margin,
+        model=model,
+        preprocess=preprocess,
+        split=split,
     )
     tables = []
     bar = _progress(progress, run.n_frames)
@@ -127,6 +139,7 @@ class Run:
     attrs: dict
     single: bool = False  # the data was one image, not a stack
     chunk: int = _FRAMES_PER_CHUNK  # frames read, segmented and located together
+    split: bool = False  # split blobs holding several atoms
 
     @property
     def n_frames(self) -> int:
@@ -141,14 +154,25 @@ class Run:
                 chunk = np.stack([_clean(frame, self.clean) for frame in chunk])
             prob = segment(chunk, model=self.model, sigma=width)
             atoms = locate(
-                prob, chunk, threshold=self.threshold, peak_margin=self.peak_margin, sigma=width
+                prob,
+                chunk,
+                threshold=self.threshold,
+                peak_margin=self.peak_margin,
+                sigma=width,
+                split=self.split,
             )
             atoms["frame"] += start
             yield start, chunk, prob, atoms
 
 
 def prepare(
-    data, *, threshold: float = 0.5, peak_margin: float = PEAK_MARGIN, model=None, preprocess=None
+    data,
+    *,
+    threshold: float = 0.5,
+    peak_margin: float = PEAK_MARGIN,
+    model=None,
+    preprocess=None,
+    split: bool | None = None,
 ) -> Run:
     """Check the arguments of :func:`analyze`, load the data and the model, estimate the
     atom width on the first (cleaned) frame; return the :class:`Run`."""
@@ -163,6 +187,10 @@ def prepare(
     attrs = calibration(data)
     imaging = imaging_mode(data) or "stem"
     model = choose_model(model, imaging)
+    if split is None:
+        split = imaging == "stm" or _model_name(model) == "stm"
+    elif not isinstance(split, bool | np.bool_):
+        raise ValueError(f"split must be True, False or None (auto), got {split!r}")
     clean = get_preprocessor(preprocess)
     frames = as_array(data)
     single = getattr(frames, "ndim", 0) == 2
@@ -182,10 +210,13 @@ def prepare(
             "preprocess": _preprocess_name(preprocess),
             "threshold": threshold,
             "peak_margin": peak_margin,
+            "split": bool(split),
             "sigma": sigma,
         }
     )
-    return Run(frames, clean, model, threshold, peak_margin, sigma, attrs, single, chunk)
+    return Run(
+        frames, clean, model, threshold, peak_margin, sigma, attrs, single, chunk, bool(split)
+    )
 
 
 def frames_per_chunk(shape, n_frames: int, available: float | None = None) -> int:

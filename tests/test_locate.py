@@ -294,3 +294,44 @@ def test_image_of_another_shape_raises():
     with pytest.raises(ValueError, match="shape") as info:
         locate(np.zeros((16, 16)), np.zeros((16, 17)))
     assert "(16, 17)" in str(info.value)
+
+
+def _gauss_map(spots, shape=(80, 140)):
+    """A probability-like map: the maximum of Gaussians (x, y, sx, sy, peak)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    out = np.zeros(shape)
+    for x, y, sx, sy, peak in spots:
+        out = np.maximum(
+            out, peak * np.exp(-((xx - x) ** 2 / (2 * sx**2) + (yy - y) ** 2 / (2 * sy**2)))
+        )
+    return out.astype(np.float32)
+
+
+_SINGLES = [(15 + 20 * i, 15, 3, 3, 1.0) for i in range(6)]
+
+
+def test_split_separates_two_atoms_sharing_a_blob():
+    """Two peaks 6 px apart merge at the 0.5 contour (saddle 0.61) but are two atoms."""
+    prob = _gauss_map([*_SINGLES, (57, 55, 3, 3, 1.0), (63, 55, 3, 3, 1.0)])
+    whole = locate(prob)
+    parts = locate(prob, split=True)
+    assert len(whole) == 7 and whole.attrs["split_blobs"] == 0
+    assert len(parts) == 8 and parts.attrs["split_blobs"] == 1
+    pair = parts[parts.y > 40].sort_values("x")[["x", "y"]].to_numpy()
+    np.testing.assert_allclose(pair, [[57, 55], [63, 55]], atol=0.35)
+    # the singles are untouched
+    np.testing.assert_allclose(parts[parts.y < 40].area, whole[whole.y < 40].area)
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        [(60, 55, 6, 3, 1.0)],  # one elongated atom: large, but a single peak
+        [(57, 55, 3, 3, 1.0), (63, 55, 3, 3, 0.75)],  # a shoulder rising only 0.14 over the saddle
+    ],
+)
+def test_split_keeps_a_blob_with_one_significant_peak(blob):
+    prob = _gauss_map([*_SINGLES, *blob])
+    parts = locate(prob, split=True)
+    assert len(parts) == 7
+    assert parts.attrs["split_blobs"] == 0
