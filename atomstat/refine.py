@@ -100,30 +100,40 @@ def refine_centres(
         noise = _noise_model(image, xy[~crowded], shape, radius)
         if noise is not None:
             metric = (shape, shape)
-            # The likelihood's weight reaches further than the first pass's window.
+            # The likelihood's weight reaches further than the first pass's window,
+            # except where a close neighbour would fall in it.
             reach = _REACH * np.sqrt(np.linalg.eigvalsh(cov)[1])
-            radius = int(np.clip(np.ceil(reach), radius, 30))
-            xy, amp = _pass(image, xy, metric, radius, iterations, None, noise)
+            wide = int(np.clip(np.ceil(reach), radius, 30))
+            for group, r in ((~crowded, wide), (crowded, radius)):
+                if group.any():
+                    xy[group], amp[group] = _pass(
+                        image, xy[group], metric, r, iterations, None, noise
+                    )
+    # Atoms cut by the border get a full fit, with their close neighbours'
+    # models removed; the neighbours' rounds then see the cut atoms' fits.
+    cut = _cut_by_border(start, image.shape, sigma)
+    if cut.any():
+        _fit_cut(image, xy, amp, start, cut, cut & crowded, sigma, radius, iterations)
+    moving = crowded & ~cut
     for _ in range(max(rounds, 1) - 1):
-        if not crowded.any():
+        if not moving.any():
             break
         widths = np.full(len(xy), float(sigma))
         others = (
             render(xy, image.shape, amp, widths, widths, np.zeros(len(xy))),
-            xy[crowded],
-            amp[crowded],
+            xy[moving],
+            amp[moving],
             iso,
         )
-        new_xy, new_amp = _pass(image, xy[crowded], metric, radius, iterations, others, noise)
+        new_xy, new_amp = _pass(image, xy[moving], metric, radius, iterations, others, noise)
         # Relaxed update: each round alone over-corrects the last and would oscillate.
-        change = np.percentile(np.abs(new_xy - xy[crowded]).max(axis=1), 95)
-        xy[crowded] = 0.5 * (xy[crowded] + new_xy)
-        amp[crowded] = 0.5 * (amp[crowded] + new_amp)
+        change = np.percentile(np.abs(new_xy - xy[moving]).max(axis=1), 95)
+        xy[moving] = 0.5 * (xy[moving] + new_xy)
+        amp[moving] = 0.5 * (amp[moving] + new_amp)
         if change < 0.005:
             break
-    cut = _cut_by_border(start, image.shape, sigma)
-    if cut.any():
-        xy[cut] = _fit_lm(image, start[cut], sigma, radius, iterations)
+    if (cut & crowded).any() and moving.any():  # once more, with the neighbours refined
+        _fit_cut(image, xy, amp, start, cut, cut & crowded, sigma, radius, iterations)
     # A blob cut by the border may be the tail of an atom centred outside the
     # image, so its fitted centre may lie several pixels from the blob's.
     limit = np.where(cut, 3 * sigma, max(1.0, 0.75 * sigma))
@@ -362,9 +372,21 @@ def _cost(p, px, py, data, w):
     return (((data - _model(p, px, py)[0]) * w) ** 2).sum(axis=1)
 
 
-def _fit_lm(image, xy, sigma, radius, iterations):
-    """Levenberg-Marquardt fit of a Gaussian on a background, for windows cut by the border."""
-    return _lm(image, _initial(image, xy, sigma, radius), radius, iterations)[:, :2]
+def _fit_cut(image, xy, amp, start, cut, subtract, sigma, radius, iterations):
+    """Levenberg-Marquardt fit of a Gaussian on a background for each atom cut by the
+    border (in place), from its start; with ``subtract`` set for any of them, on the
+    image less the models of all the uncut atoms."""
+    target = image
+    if subtract.any():
+        inner = ~cut
+        widths = np.full(inner.sum(), float(sigma))
+        target = image - render(
+            xy[inner], image.shape, amp[inner], widths, widths, np.zeros(inner.sum())
+        )
+    p = _lm(target, _initial(target, start[cut], sigma, radius), radius, iterations)
+    good = np.isfinite(p[:, :3]).all(axis=1)
+    xy[cut] = np.where(good[:, None], p[:, :2], start[cut])
+    amp[cut] = np.where(good, p[:, 2], 0.0)
 
 
 def _accept(fitted, start, limit):

@@ -235,3 +235,17 @@ def test_noise_model_tells_shot_noise_from_white_noise(kind):
     else:
         assert c1 < 0.02
         assert c0 == pytest.approx(100.0, rel=0.1)
+
+
+def test_close_pair_at_the_border_keeps_both_centres():
+    """The wider likelihood window must not reach a close partner: a pair 3.2 widths
+    apart, one atom cut by the border, among isolated atoms (which switch the
+    measured shape and noise on)."""
+    sigma = 2.2
+    singles = [[40.0 + 24 * i, 40.0 + 24 * j] for i in range(4) for j in range(4)]
+    pair = [[1.8, 60.3], [1.8 + 3.2 * sigma, 60.3]]
+    truth = np.array(singles + pair)
+    image = np.random.default_rng(18).poisson(_spots(truth, (128, 140), sigma, 400.0, 60.0))
+    out = refine_centres(image.astype(float), truth + _offsets(len(truth), 0.4, rng=19), sigma)
+    assert np.hypot(*(out[-2:] - truth[-2:]).T).max() < 0.25
+    assert np.hypot(*(out[:-2] - truth[:-2]).T).max() < 0.25
