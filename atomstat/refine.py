@@ -92,23 +92,28 @@ def refine_centres(
     radius = int(np.clip(np.ceil(2.0 * width), 2, 30))  # the window follows the estimate
     iso = _metric(sigma**2 * np.eye(2))
     metric, noise = (iso, iso / _WEIGHT**2), None
-    xy, amp = _pass(image, start.copy(), metric, radius, iterations, None)
-    crowded = _crowded(xy, 5 * sigma)  # only these feel their neighbours' tails
-    cov = _atom_shape(image, xy[~crowded], sigma, width, radius)
-    if cov is not None:
-        shape = _metric(cov)
-        noise = _noise_model(image, xy[~crowded], shape, radius)
-        if noise is not None:
-            metric = (shape, shape)
-            # The likelihood's weight reaches further than the first pass's window,
-            # except where a close neighbour would fall in it.
-            reach = _REACH * np.sqrt(np.linalg.eigvalsh(cov)[1])
-            wide = int(np.clip(np.ceil(reach), radius, 30))
-            for group, r in ((~crowded, wide), (crowded, radius)):
-                if group.any():
-                    xy[group], amp[group] = _pass(
-                        image, xy[group], metric, r, iterations, None, noise
-                    )
+    crowded = _crowded(start, 5 * sigma)  # only these feel their neighbours' tails
+    # The shape and the noise are measured on a sample of the isolated atoms,
+    # refined with the isotropic weight first.
+    sample = _sample(start[~crowded])
+    if len(sample) >= 8:
+        sample, _ = _pass(image, sample, metric, radius, iterations, None)
+        cov = _atom_shape(image, sample, sigma, width, radius)
+        if cov is not None:
+            shape = _metric(cov)
+            noise = _noise_model(image, sample, shape, radius)
+    xy, amp = start.copy(), np.zeros(len(start))
+    if noise is None:  # no measured weights: the isotropic Gaussian-mask pass
+        xy, amp = _pass(image, xy, metric, radius, iterations, None)
+    else:
+        metric = (shape, shape)
+        # The likelihood's weight reaches further than the first pass's window,
+        # except where a close neighbour would fall in it.
+        reach = _REACH * np.sqrt(np.linalg.eigvalsh(cov)[1])
+        wide = int(np.clip(np.ceil(reach), radius, 30))
+        for group, r in ((~crowded, wide), (crowded, radius)):
+            if group.any():
+                xy[group], amp[group] = _pass(image, xy[group], metric, r, iterations, None, noise)
     # Atoms cut by the border get a full fit, with their close neighbours'
     # models removed; the neighbours' rounds then see the cut atoms' fits.
     cut = _cut_by_border(start, image.shape, sigma)
