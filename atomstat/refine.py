@@ -88,6 +88,7 @@ def refine_centres(
         raise ValueError(f"sigma must be a positive width in px, got {sigma!r}")
     if len(start) == 0:
         return start.copy()
+    single = image.astype(np.float32)  # for the centroid passes (see _gaussian_mask)
     width = _WEIGHT * sigma
     radius = int(np.clip(np.ceil(2.0 * width), 2, 30))  # the window follows the estimate
     iso = _metric(sigma**2 * np.eye(2))
@@ -97,14 +98,14 @@ def refine_centres(
     # refined with the isotropic weight first.
     sample = _sample(start[~crowded])
     if len(sample) >= 8:
-        sample, _ = _pass(image, sample, metric, radius, iterations, None)
+        sample, _ = _pass(single, sample, metric, radius, iterations, None)
         cov = _atom_shape(image, sample, sigma, width, radius)
         if cov is not None:
             shape = _metric(cov)
             noise = _noise_model(image, sample, shape, radius)
     xy, amp = start.copy(), np.zeros(len(start))
     if noise is None:  # no measured weights: the isotropic Gaussian-mask pass
-        xy, amp = _pass(image, xy, metric, radius, iterations, None)
+        xy, amp = _pass(single, xy, metric, radius, iterations, None)
     else:
         metric = (shape, shape)
         # The likelihood's weight reaches further than the first pass's window,
@@ -113,7 +114,7 @@ def refine_centres(
         wide = int(np.clip(np.ceil(reach), radius, 30))
         for group, r in ((~crowded, wide), (crowded, radius)):
             if group.any():
-                xy[group], amp[group] = _pass(image, xy[group], metric, r, iterations, None, noise)
+                xy[group], amp[group] = _pass(single, xy[group], metric, r, iterations, None, noise)
     # Atoms cut by the border get a full fit, with their close neighbours'
     # models removed; the neighbours' rounds then see the cut atoms' fits.
     cut = _cut_by_border(start, image.shape, sigma)
@@ -125,12 +126,12 @@ def refine_centres(
             break
         widths = np.full(len(xy), float(sigma))
         others = (
-            render(xy, image.shape, amp, widths, widths, np.zeros(len(xy))),
+            render(xy, image.shape, amp, widths, widths, np.zeros(len(xy))).astype(np.float32),
             xy[moving],
             amp[moving],
             iso,
         )
-        new_xy, new_amp = _pass(image, xy[moving], metric, radius, iterations, others, noise)
+        new_xy, new_amp = _pass(single, xy[moving], metric, radius, iterations, others, noise)
         # Relaxed update: each round alone over-corrects the last and would oscillate.
         change = np.percentile(np.abs(new_xy - xy[moving]).max(axis=1), 95)
         xy[moving] = 0.5 * (xy[moving] + new_xy)
@@ -252,33 +253,54 @@ def _gaussian_mask(image, xy, metric, radius, iterations, others, noise=None):
     ``metric`` is (model, weight), two quadratic forms from :func:`_metric`:
     the amplitude and background are fitted with the model's Gaussian, the
     centroid is weighted with the weight's, divided by the pixel variance of
-    the fitted model when a ``noise`` model (c0, c1) is given.
+    the fitted model when a ``noise`` model (c0, c1) is given. The window is
+    the disc of ``radius`` px (+ 0.5) around each rounded centre; offsets are
+    kept relative to the centre, so single precision is ample.
     """
     model, wform = metric
+    m = model.astype(np.float32)
+    mw = wform.astype(np.float32)
+    pixels = image.ravel()
+    h, w = image.shape
+    ox, oy = _disc(radius)
+    oxf, oyf = ox.astype(np.float32), oy.astype(np.float32)
     xy = xy.copy()
     amp = np.zeros(len(xy))
     active = np.arange(len(xy))  # atoms still moving
     for _ in range(iterations):
         at = xy[active]
-        px, py, flat, ok = _window(image, at, radius)
-        data = image.ravel()[flat]
-        near = 0.0
+        centre = np.round(at).astype(np.int64)
+        px, py = centre[:, :1] + ox, centre[:, 1:] + oy
+        ok = ((px >= 0) & (px < w) & (py >= 0) & (py < h)).astype(np.float32)
+        data = pixels[np.clip(py, 0, h - 1) * w + np.clip(px, 0, w - 1)]
+        frac = (at - centre).astype(np.float32)
+        dx, dy = oxf - frac[:, :1], oyf - frac[:, 1:]  # pixel minus current estimate
+        near = np.float32(0.0)
         if others is not None:
-            near = _others_in_window(
-                (others[0], others[1][active], others[2][active], others[3]), flat, px, py
+            full, own_xy, own_amp, form = others
+            shift = (at - own_xy[active]).astype(np.float32)
+            ex, ey = dx + shift[:, :1], dy + shift[:, 1:]
+            own = own_amp[active, None].astype(np.float32) * np.exp(
+                -0.5 * _quad_rel(ex, ey, form.astype(np.float32))
             )
+            near = full.ravel()[np.clip(py, 0, h - 1) * w + np.clip(px, 0, w - 1)] - own
             data = data - near
-        g = np.exp(-0.5 * _quad(px, py, at, model))
+        g = np.exp(-0.5 * _quad_rel(dx, dy, m))
         amp[active], back = _linear_amp_back(data, g * ok, ok)
-        weight = (g if wform is model else np.exp(-0.5 * _quad(px, py, at, wform))) * ok
+        weight = (g if wform is model else np.exp(-0.5 * _quad_rel(dx, dy, mw))) * ok
         if noise is not None:
             mean = np.maximum(back[:, None] + amp[active, None] * g + near, 0.0)
-            weight = weight / (noise[0] + noise[1] * mean)
-        wi = (data - back[:, None]) * weight
-        total = wi.sum(axis=1)
+            weight = weight / (noise[0] + noise[1] * mean).astype(np.float32)
+        wi = (data - back[:, None].astype(np.float32)) * weight
+        total = wi.sum(axis=1, dtype=np.float64)
         total = np.where(np.abs(total) > 1e-12, total, np.nan)
-        new = np.column_stack([(wi * px).sum(axis=1), (wi * py).sum(axis=1)]) / total[:, None]
-        step = np.clip(np.nan_to_num(new - at), -1.0, 1.0)
+        step = (
+            np.column_stack(
+                [(wi * dx).sum(axis=1, dtype=np.float64), (wi * dy).sum(axis=1, dtype=np.float64)]
+            )
+            / total[:, None]
+        )
+        step = np.clip(np.nan_to_num(step), -1.0, 1.0)
         xy[active] = at + step
         active = active[np.abs(step).max(axis=1) >= 2e-3]
         if not len(active):
@@ -286,18 +308,23 @@ def _gaussian_mask(image, xy, metric, radius, iterations, others, noise=None):
     return xy, amp
 
 
-def _others_in_window(others, flat, px, py):
-    """Model of all the other atoms in each window: the full model minus the atom's own."""
-    full, xy, amp, form = others
-    rows = np.arange(len(flat))
-    own = amp[rows, None] * np.exp(-0.5 * _quad(px, py, xy[rows], form))
-    return full.ravel()[flat] - own
+def _disc(radius):
+    """Integer offsets (x, y) of the pixels within ``radius + 0.5`` of a centre pixel."""
+    off = np.arange(-radius, radius + 1)
+    ox, oy = np.meshgrid(off, off)
+    keep = (ox**2 + oy**2 <= (radius + 0.5) ** 2).ravel()
+    return ox.ravel()[keep], oy.ravel()[keep]
+
+
+def _quad_rel(dx, dy, m):
+    return m[0] * dx * dx + 2 * m[1] * dx * dy + m[2] * dy * dy
 
 
 def _linear_amp_back(data, g, ok):
     """Least-squares amplitude and background for fixed Gaussian weights."""
-    sg, sgg, n = g.sum(axis=1), (g * g).sum(axis=1), ok.sum(axis=1)
-    si, sig = (data * ok).sum(axis=1), (data * g).sum(axis=1)
+    f8 = np.float64
+    sg, sgg, n = g.sum(axis=1, dtype=f8), (g * g).sum(axis=1, dtype=f8), ok.sum(axis=1, dtype=f8)
+    si, sig = (data * ok).sum(axis=1, dtype=f8), (data * g).sum(axis=1, dtype=f8)
     det = sgg * n - sg * sg
     det = np.where(np.abs(det) > 1e-12, det, np.nan)
     return (sig * n - sg * si) / det, (sgg * si - sg * sig) / det
