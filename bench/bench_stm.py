@@ -9,7 +9,10 @@ come from ``heldout_seed("stm", i)``, which training never draws.
 
 Methods, all on the same images: the shipped ``universal`` and ``stm``
 models, each on the raw image and after ``preprocess="stm"`` (plane
-background, median line levelling, scar repair); and trackpy with its best
+background, median line levelling, scar repair), with blob splitting as
+``analyze`` sets it for STM data (on with the stm model, off with the
+universal one), plus the universal model with preprocessing and splitting
+switched on; and trackpy with its best
 settings *for each image* (diameter, separation and minmass tuned on the
 image's own truth: an upper bound of what trackpy can do), on the raw and
 the preprocessed image.
@@ -114,10 +117,14 @@ def run(args, models):
         cleaned = stm_cleanup(sc.image)
         results = {}
         for name, model in models.items():
-            results[name] = timed(atomstat.analyze, sc.image, model=model)
+            split = name == "stm"  # what analyze does by default for STM data or the stm model
+            results[name] = timed(atomstat.analyze, sc.image, model=model, split=split)
             results[f"{name} + stm preprocess"] = timed(
-                atomstat.analyze, sc.image, model=model, preprocess="stm"
+                atomstat.analyze, sc.image, model=model, preprocess="stm", split=split
             )
+        results["universal + stm preprocess + split"] = timed(
+            atomstat.analyze, sc.image, model=models["universal"], preprocess="stm", split=True
+        )
         nn = nearest_neighbour(sc)
         for label, image in (("trackpy best", sc.image), ("trackpy best + preprocess", cleaned)):
             tuned, _ = tune_trackpy(

@@ -327,7 +327,7 @@ def test_split_separates_two_atoms_sharing_a_blob():
     "blob",
     [
         [(60, 55, 6, 3, 1.0)],  # one elongated atom: large, but a single peak
-        [(57, 55, 3, 3, 1.0), (63, 55, 3, 3, 0.75)],  # a shoulder rising only 0.14 over the saddle
+        [(57, 55, 3, 3, 1.0), (61.5, 55, 3, 3, 0.8)],  # a shoulder 0.09 over the saddle (0.71)
     ],
 )
 def test_split_keeps_a_blob_with_one_significant_peak(blob):
