@@ -31,3 +31,25 @@ def test_analyze_refuses_a_bad_threshold(capsys):
     with pytest.raises(SystemExit):
         main(["analyze", "x.npy", "--out", "o", "--threshold", "1.5"])
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "model", "expected"),
+    [
+        ("auto", "stm", True),
+        ("off", "stm", False),
+        ("on", "universal", True),
+        ("auto", "universal", False),
+    ],
+)
+def test_analyze_split_follows_the_flag(tmp_path, flag, model, expected):
+    from atomstat.simulate import Stm
+
+    sim = simulate_lattice("square", shape=(96, 96), spacing=12, sigma=2.4, imaging=Stm(), rng=3)
+    path = tmp_path / "scan.npy"
+    np.save(path, sim.image)
+    out = tmp_path / "out"
+    assert main(["analyze", str(path), "--out", str(out), "--model", model, "--split", flag]) == 0
+    atoms = read_csv(out / "scan_atoms.csv")
+    assert str(atoms.attrs["split"]) == str(expected)
+    assert len(atoms) > 0.9 * len(sim.atoms)
