@@ -70,7 +70,8 @@ def anomaly_scores(
         Numeric descriptor columns, e.g. ``("area", "circularity")`` as in the
         paper, or with ``"intensity_relative"`` and ``"nn_distance"``. By
         default ``("area", "circularity", "intensity")``, leaving out
-        ``intensity`` where the table has no such column. Area and circularity
+        ``intensity`` where the table has no such column or none is measured
+        (a table from :func:`atomstat.locate` without the raw image). Area and circularity
         alone miss most dim, broad adatoms: their blobs have the hosts' shape
         (bench/bench_anomalies.py measures both sets).
     method : {"ocsvm", "iforest", "lof"}
@@ -280,7 +281,9 @@ def _features(atoms, columns, exclude_edge):
     """Robustly scaled descriptor matrix, and the rows that take part in the fit."""
     validate_atoms(atoms, required=())
     if columns is None:
-        columns = [c for c in DEFAULT_COLUMNS if c != "intensity" or c in atoms.columns]
+        # a table located without the raw image has no intensity (absent or all NaN)
+        measured = "intensity" in atoms.columns and atoms["intensity"].notna().any()
+        columns = [c for c in DEFAULT_COLUMNS if c != "intensity" or measured]
     if isinstance(columns, str) or not isinstance(columns, Sequence) or not len(columns):
         raise ValueError(f"columns must be a non-empty sequence of column names, got {columns!r}")
     names = list(columns)

@@ -301,3 +301,15 @@ def test_tiny_groups_are_not_split_by_auto():
     # four atoms cannot carry two clusters of about five: one cluster
     assert cluster(atoms, ["area"], n_clusters="auto").tolist() == [0, 0, 0, 0]
     assert sorted(cluster(atoms, ["area"], n_clusters=2, rng=0).tolist()) == [0, 0, 1, 1]
+
+
+def test_default_columns_skip_an_intensity_that_was_never_measured():
+    """locate() without the raw image leaves intensity NaN: the shape outlier is still found."""
+    from atomstat.table import make_atoms
+
+    area = np.r_[np.linspace(19, 21, 200), 6.0]
+    atoms = make_atoms({"x": np.arange(201.0), "y": np.zeros(201), "area": area,
+                        "circularity": np.full(201, 0.95)})  # fmt: skip
+    assert atoms["intensity"].isna().all()
+    flags = find_anomalies(atoms, rng=0)
+    assert flags.iloc[-1] and int(flags.sum()) == 1
