@@ -84,9 +84,8 @@ def locate(
 
     Examples
     --------
-    >>> prob = np.zeros((40, 40), np.float32)
     >>> yy, xx = np.mgrid[:40, :40]
-    >>> prob[np.hypot(xx - 20.3, yy - 10.0) < 4] = 1.0
+    >>> prob = np.exp(-((xx - 20.3) ** 2 + (yy - 10.0) ** 2) / 18).astype(np.float32)
     >>> atoms = locate(prob)
     >>> len(atoms), round(float(atoms.x.iloc[0]), 1)
     (1, 20.3)
@@ -98,14 +97,15 @@ def locate(
         raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
     if not 0 <= peak_margin < 1:
         raise ValueError(f"peak_margin must be in [0, 1), got {peak_margin!r}")
-    levels = (threshold, min(threshold + peak_margin, 1.0), bool(split))
+    levels = (threshold, min(threshold + peak_margin, 1.0))
+    split = bool(split)
     raw = None if image is None else np.asarray(as_array(image), dtype=np.float32)
     if raw is not None and raw.shape != prob.shape:
         raise ValueError(f"image shape {raw.shape} differs from prob shape {prob.shape}")
     if prob.ndim == 2:
-        return _locate_frame(prob, raw, levels, sigma, refine, frame=0)
+        return _locate_frame(prob, raw, levels, sigma, refine, split, frame=0)
     tables = [
-        _locate_frame(p, None if raw is None else raw[t], levels, sigma, refine, frame=t)
+        _locate_frame(p, None if raw is None else raw[t], levels, sigma, refine, split, frame=t)
         for t, p in enumerate(prob)
     ]
     return concat_frames(tables)
@@ -123,8 +123,8 @@ def concat_frames(tables):
     return out
 
 
-def _locate_frame(prob, raw, levels, sigma, refine, frame):
-    threshold, peak, split = levels
+def _locate_frame(prob, raw, levels, sigma, refine, split, frame):
+    threshold, peak = levels
     shapes, labels = _blob_shapes(prob, threshold)
     if not len(shapes["x"]):
         return empty_atoms()
