@@ -175,11 +175,6 @@ def _metric(cov):
     return np.array([inv[0, 0], inv[0, 1], inv[1, 1]])
 
 
-def _quad(px, py, xy, m):
-    dx, dy = px - xy[:, :1], py - xy[:, 1:]
-    return m[0] * dx * dx + 2 * m[1] * dx * dy + m[2] * dy * dy
-
-
 def _sample(xy, most=_SAMPLE):
     return xy[:: max(1, len(xy) // most)]
 
@@ -229,7 +224,7 @@ def _noise_model(image, xy, shape, radius):
     xy = _sample(xy)
     px, py, flat, ok = _window(image, xy, radius)
     data = image.ravel()[flat]
-    g = np.exp(-0.5 * _quad(px, py, xy, shape)) * ok
+    g = np.exp(-0.5 * _quad(px - xy[:, :1], py - xy[:, 1:], shape)) * ok
     amp, back = _linear_amp_back(data, g, ok)
     keep = (np.isfinite(amp) & np.isfinite(back))[:, None] & (ok > 0)
     mean = (back[:, None] + amp[:, None] * g)[keep]
@@ -278,7 +273,8 @@ def _gaussian_mask(image, xy, metric, radius, iterations, others, noise=None):
         centre = np.round(at).astype(np.int64)
         px, py = centre[:, :1] + ox, centre[:, 1:] + oy
         ok = ((px >= 0) & (px < w) & (py >= 0) & (py < h)).astype(np.float32)
-        data = pixels[np.clip(py, 0, h - 1) * w + np.clip(px, 0, w - 1)]
+        flat = np.clip(py, 0, h - 1) * w + np.clip(px, 0, w - 1)
+        data = pixels[flat]
         frac = (at - centre).astype(np.float32)
         dx, dy = oxf - frac[:, :1], oyf - frac[:, 1:]  # pixel minus current estimate
         near = np.float32(0.0)
@@ -287,13 +283,13 @@ def _gaussian_mask(image, xy, metric, radius, iterations, others, noise=None):
             shift = (at - own_xy[active]).astype(np.float32)
             ex, ey = dx + shift[:, :1], dy + shift[:, 1:]
             own = own_amp[active, None].astype(np.float32) * np.exp(
-                -0.5 * _quad_rel(ex, ey, form.astype(np.float32))
+                -0.5 * _quad(ex, ey, form.astype(np.float32))
             )
-            near = full.ravel()[np.clip(py, 0, h - 1) * w + np.clip(px, 0, w - 1)] - own
+            near = full.ravel()[flat] - own
             data = data - near
-        g = np.exp(-0.5 * _quad_rel(dx, dy, m))
+        g = np.exp(-0.5 * _quad(dx, dy, m))
         amp[active], back = _linear_amp_back(data, g * ok, ok)
-        weight = (g if wform is model else np.exp(-0.5 * _quad_rel(dx, dy, mw))) * ok
+        weight = (g if wform is model else np.exp(-0.5 * _quad(dx, dy, mw))) * ok
         if noise is not None:
             mean = np.maximum(back[:, None] + amp[active, None] * g + near, 0.0)
             weight = weight / (noise[0] + noise[1] * mean).astype(np.float32)
@@ -322,7 +318,8 @@ def _disc(radius):
     return ox.ravel()[keep], oy.ravel()[keep]
 
 
-def _quad_rel(dx, dy, m):
+def _quad(dx, dy, m):
+    """The quadratic form (a, b, c) from :func:`_metric` at offsets (dx, dy) from a centre."""
     return m[0] * dx * dx + 2 * m[1] * dx * dy + m[2] * dy * dy
 
 
