@@ -45,7 +45,9 @@ class _Histogram:
 
     def __init__(self, explorer: Explorer, column: str):
         self.explorer = explorer
-        self.sx, self.sy = bq.LinearScale(), bq.LinearScale(min=0)
+        # no padding: Bars would widen the x range by half of it on each side
+        self.sx = bq.LinearScale(allow_padding=False)
+        self.sy = bq.LinearScale(min=0, allow_padding=False)
         scales = {"x": self.sx, "y": self.sy}
         self.all = bq.Bars(
             x=[0.0, 1.0], y=[0.0, 0.0], scales=scales, colors=["#9e9e9e"], padding=0.05
