@@ -42,6 +42,8 @@ from common import (
     tune_trackpy,
 )
 
+from atomstat.metrics import position_bound
+
 #: name -> simulation settings; ``nn`` is the smallest nearest-neighbour distance (px).
 CELLS = {
     "square": {"kind": "square", "sigma": 2.4, "spacing": 16, "nn": 16},
@@ -187,6 +189,10 @@ def run(args, model):
                 shell = displacement(truth) if CELLS[name]["kind"] in SHELL_KINDS else None
                 if CELLS[name].get("interface"):
                     shell = None
+                bound = position_bound(
+                    sc.truth, sc.image.shape, dose=dose, background=sc.params["background"]
+                )
+                errors[("bound", name, dose, index)] = bound[sc.inside]
                 for method, (seconds, xy) in run_methods(sc, tuned, model, gaussian).items():
                     if shell is not None and method in PULL_METHODS:
                         pairs = match(np.asarray(xy, float).reshape(-1, 2), truth)
@@ -254,6 +260,28 @@ def paired_errors(errors, a, b, kind, dose, images):
     ea, eb = np.concatenate(ea), np.concatenate(eb)
     both = np.isfinite(ea) & np.isfinite(eb)
     return ea[both], eb[both]
+
+
+def bound_ratios(errors, kind, dose, images):
+    """Cramer-Rao bound (RMS over the atoms atomstat and trackpy best both found) and
+    each method's RMSE over it, on those atoms."""
+    ea, eb, bound = [], [], []
+    for i in range(images):
+        keys = [(m, kind, dose, i) for m in ("atomstat", "trackpy best", "bound")]
+        if all(k in errors for k in keys):
+            ea.append(errors[keys[0]])
+            eb.append(errors[keys[1]])
+            bound.append(errors[keys[2]])
+    if not ea:
+        return float("nan"), float("nan"), float("nan")
+    ea, eb, bound = np.concatenate(ea), np.concatenate(eb), np.concatenate(bound)
+    both = np.isfinite(ea) & np.isfinite(eb) & np.isfinite(bound)
+    b = np.sqrt(np.mean(bound[both] ** 2))
+    return (
+        float(b),
+        float(np.sqrt(np.mean(ea[both] ** 2)) / b),
+        float(np.sqrt(np.mean(eb[both] ** 2)) / b),
+    )
 
 
 def paired_rmse(errors, a, b, kind, dose, images):
@@ -330,6 +358,7 @@ def targets(records, errors, images):
         ea, eb = paired_errors(errors, "atomstat", "trackpy best", kind, dose, images)
         ra, rb = paired_rmse(errors, "atomstat", "trackpy best", kind, dose, images)
         low, high = ratio_interval(ea, eb)
+        bound, over_a, over_b = bound_ratios(errors, kind, dose, images)
         in_scope = dose in TARGET_DOSES and not CELLS[kind].get("extra", False)
         rows.append(
             {
@@ -343,6 +372,9 @@ def targets(records, errors, images):
                 "RMSE atomstat": ra,
                 "RMSE trackpy best": rb,
                 "ratio (95% CI)": f"{ra / rb:.3f} ({low:.3f}-{high:.3f})",
+                "CR bound": bound,
+                "atomstat/bound": over_a,
+                "trackpy/bound": over_b,
                 "RMSE <= trackpy": rmse_verdict(ra / rb, low, high)
                 if in_scope
                 else f"(n/a: {rmse_verdict(ra / rb, low, high)})",

@@ -163,6 +163,7 @@ def heldout_scene(
         "seed": seed,
         "dopant_ratio": dopant_ratio,
         "interface": interface,
+        "background": background,
     }
     return simulate_cropped(
         kind,

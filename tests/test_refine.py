@@ -1,9 +1,11 @@
 """Tests for atomstat.refine.refine_centres: sub-pixel centres of known spots."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from atomstat.gaussians import render
+from atomstat.metrics import position_bound
 from atomstat.refine import refine_centres
 from atomstat.simulate import Defects, Stem, simulate_lattice
 
@@ -170,23 +172,6 @@ def _poisson_grid(sigma_xy, theta, dose, background, rng, spacing=16, shape=(512
     return rng.poisson(clean + background).astype(float), truth
 
 
-def _crlb(sigma_xy, theta, dose, background):
-    """Cramer-Rao bound of the 2-D position error of a Gaussian spot in Poisson counts.
-
-    The spot has widths ``sigma_xy`` along axes turned ``theta`` degrees
-    counter-clockwise as displayed (rows grow downwards), as ``render`` draws it.
-    """
-    t = np.radians(theta)
-    rot = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])  # columns: the axes in (x, y)
-    inv = rot @ np.diag(1 / np.square(sigma_xy)) @ rot.T
-    y, x = np.mgrid[-20:21, -20:21].astype(float)
-    d = np.stack([x.ravel(), y.ravel()])
-    g = np.exp(-0.5 * np.einsum("in,ij,jn->n", d, inv, d))
-    grad = dose * g * (inv @ d)  # d(mean)/d(centre)
-    info = (grad[:, None, :] * grad[None, :, :] / (background + dose * g)).sum(axis=-1)
-    return np.sqrt(np.trace(np.linalg.inv(info)))
-
-
 @pytest.mark.parametrize(
     ("widths", "theta", "dose", "background"),
     [((2.2, 2.2), 0.0, 40.0, 6.0), ((2.2, 2.2), 0.0, 200.0, 30.0), ((2.6, 1.8), 30.0, 40.0, 6.0)],
@@ -202,8 +187,13 @@ def test_shot_noise_precision_reaches_the_cramer_rao_bound(widths, theta, dose, 
     start = truth + _offsets(len(truth), 0.4, rng=12)
     out = refine_centres(image, start, float(np.sqrt(np.prod(widths))))
     rmse = np.sqrt(np.mean(np.sum((out - truth) ** 2, axis=1)))
+    atoms = pd.DataFrame(
+        {"x": truth[:, 0], "y": truth[:, 1], "amplitude": 1.0}
+        | {"sigma_x": widths[0], "sigma_y": widths[1], "theta": theta}
+    )
+    bound = position_bound(atoms, image.shape, dose=dose, background=background / dose)
     assert len(truth) > 900
-    assert rmse < 1.05 * _crlb(widths, theta, dose, background)
+    assert rmse < 1.05 * np.sqrt(np.mean(bound**2))
 
 
 def test_atom_shape_is_measured_from_the_image():
@@ -247,5 +237,41 @@ def test_close_pair_at_the_border_keeps_both_centres():
     truth = np.array(singles + pair)
     image = np.random.default_rng(18).poisson(_spots(truth, (128, 140), sigma, 400.0, 60.0))
     out = refine_centres(image.astype(float), truth + _offsets(len(truth), 0.4, rng=19), sigma)
-    assert np.hypot(*(out[-2:] - truth[-2:]).T).max() < 0.25
+    assert np.hypot(*(out[-2:] - truth[-2:]).T).max() < 0.15
     assert np.hypot(*(out[:-2] - truth[:-2]).T).max() < 0.25
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_dumbbells_at_three_widths_reach_the_cramer_rao_bound(seed):
+    """Elliptical columns 7 px (3.2 widths) apart at a random tilt, shot noise.
+
+    Almost every atom has a close partner, so the shape and the noise are
+    measured with the partners' models removed and the fit repeated; the
+    centre is a Newton step on the likelihood's score, which a lopsided
+    variance (the partner's light on one side) does not bias. Before, the
+    pairs came out about 0.15 px too far apart and some ran away.
+    """
+    from scipy.spatial import cKDTree
+
+    sim = simulate_lattice(
+        "dumbbell",
+        shape=(256, 256),
+        spacing=7,
+        sigma=2.2,
+        ellipticity=0.1,
+        defects=Defects(vacancies=0, dopants=0, jitter=0.3),
+        imaging=Stem(dose=200, background=0.15),
+        rng=seed,
+    )
+    truth = sim.atoms[["x", "y"]].to_numpy()
+    out = refine_centres(sim.image, truth + _offsets(len(truth), 0.3, rng=seed), 2.2)
+    inner = ((truth > 12) & (truth < 244)).all(axis=1)
+    _, partner = cKDTree(truth).query(truth, k=2)
+    axis = truth[partner[:, 1]] - truth
+    axis /= np.linalg.norm(axis, axis=1)[:, None]
+    toward_partner = ((out - truth) * axis).sum(axis=1)[inner]
+    rmse = np.sqrt(np.mean(np.sum((out - truth)[inner] ** 2, axis=1)))
+    bound = position_bound(sim.atoms, sim.image.shape, dose=200, background=0.15)[inner]
+    assert inner.sum() > 300
+    assert abs(toward_partner.mean()) < 0.015
+    assert rmse < 1.12 * np.sqrt(np.mean(bound**2))
