@@ -71,6 +71,9 @@ def _flatten(tree, out=None) -> dict:
 def _lengths_nm(flat: dict, key: str) -> tuple[float, float] | None:
     """Return the (x, y) lengths in nm stored under ``key`` in ``flat``, or None."""
     unit = flat.get(f"{key}_units", flat.get(f"{key}_unit"))
+    bare = flat.get("units", flat.get("unit"))  # {"pixel_size": 10, "units": "pm"}
+    if unit is None and str(bare).strip().lower() in NM_PER_UNIT:
+        unit = bare
     if f"{key}_nm" in flat:
         values, unit = flat[f"{key}_nm"], "nm"
     elif f"{key}_x" in flat:

@@ -100,6 +100,7 @@ def _write_anomalies(out, stem, image, atoms, args, *, source):
 
     columns = tuple(args.anomaly_columns.split(",")) if args.anomaly_columns else None
     atoms = add_anomalies(atoms, columns, method=args.anomalies)
+    columns = tuple(atoms.attrs["anomalies"]["columns"])  # the defaults, when none were given
     labels = LabelSet({"anomaly": "#d55e00"})
     labels.set_auto(atoms["anomaly"], name="anomaly")
     atoms = labels.apply(atoms)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ._arrays import as_array
-from .fcn.predict import load_model, segment
+from .fcn.predict import _as_frames, load_model, segment
 from .io_stm import imaging_mode
 from .locate import PEAK_MARGIN, concat_frames, locate
 from .preprocess import get_preprocessor
@@ -176,6 +176,8 @@ def prepare(
 ) -> Run:
     """Check the arguments of :func:`analyze`, load the data and the model, estimate the
     atom width on the first (cleaned) frame; return the :class:`Run`."""
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number):
+        raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
     if not 0 <= peak_margin < 1:
@@ -184,6 +186,7 @@ def prepare(
         from .io import load
 
         data = load(data)
+    _check_input(data)
     attrs = calibration(data)
     imaging = imaging_mode(data) or "stem"
     model = choose_model(model, imaging)
@@ -217,6 +220,22 @@ def prepare(
     return Run(
         frames, clean, model, threshold, peak_margin, sigma, attrs, single, chunk, bool(split)
     )
+
+
+def _check_input(data):
+    """Refuse what is not an image or a stack of images, saying what it is."""
+    if data is None or isinstance(data, pd.DataFrame | pd.Series | dict):
+        raise TypeError(
+            "analyze takes an image array, a HyperSpy Signal2D or a file path; "
+            f"got {type(data).__name__}"
+        )
+    axes = getattr(data, "axes_manager", None)
+    if axes is not None and axes.signal_dimension != 2:
+        raise ValueError(
+            f"expected an image (a Signal2D); got a {type(data).__name__} with "
+            f"{axes.signal_dimension} signal dimension(s), such as a spectrum or a spectrum map"
+        )
+    _as_frames(data)  # the shape, the size, complex values
 
 
 def frames_per_chunk(shape, n_frames: int, available: float | None = None) -> int:

@@ -228,9 +228,11 @@ def test_contour_style_needs_the_probability_map(labelled):
         annotated_figure(np.zeros((50, 60)), atoms, labels, style="arrows")
 
 
+@pytest.mark.parametrize("columns", [["--anomaly-columns", "area,intensity"], []])
 def test_cli_anomalies_writes_the_figure_the_labelled_table_and_a_session(
-    tmp_path, threshold_model
+    tmp_path, threshold_model, columns
 ):
+    """With and without ``--anomaly-columns`` (the defaults: the run crashed there once)."""
     sim = atomstat.simulate_lattice(
         "hexagonal",
         shape=(160, 160),
@@ -254,12 +256,13 @@ def test_cli_anomalies_writes_the_figure_the_labelled_table_and_a_session(
             str(model),
             "--anomalies",
             "lof",
-            "--anomaly-columns",
-            "area,circularity,intensity",
+            *columns,
         ]
     )
     assert code == 0
     table = read_csv(out / "lattice_atoms.csv")
+    expected = ["area", "intensity"] if columns else ["area", "circularity", "intensity"]
+    assert table.attrs["anomalies"]["columns"] == expected
     assert {"anomaly", "anomaly_score", "label", "label_source"} <= set(table.columns)
     assert table.attrs["anomalies"]["method"] == "lof"
     assert (out / "lattice_annotated.png").read_bytes()[:4] == b"\x89PNG"

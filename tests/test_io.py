@@ -158,6 +158,8 @@ def test_scale_without_unit_is_kept_as_unknown(tmp_path, caplog):
         ({"fov": "32 Å"}, (0.05, 0.1)),
         ({"scan size": "2"}, (2 / 64, 2 / 32)),
         ({"pixel_size": 50, "pixel_size_units": "pm"}, (0.05, 0.05)),
+        ({"pixel_size": 50, "units": "pm"}, (0.05, 0.05)),  # read as nm before: 1000x off
+        ({"pixel_size": 0.05, "units": "counts"}, (0.05, 0.05)),  # not a length: nm assumed
     ],
 )
 def test_json_sidecar_gives_calibration(tmp_path, sidecar, nm_per_px):

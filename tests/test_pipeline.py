@@ -7,6 +7,7 @@ can be checked against the simulated truth without the shipped model.
 
 import hyperspy.api as hs
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
@@ -236,3 +237,30 @@ def test_split_finds_the_atoms_of_a_dense_stm_lattice(kind, seed):
         )["f1"]
     assert f1[True] > f1[False] + 0.02
     assert f1[True] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "match"),
+    [
+        (None, TypeError, "NoneType"),
+        (pd.DataFrame({"x": [1.0]}), TypeError, "DataFrame"),
+        (np.float32(1), ValueError, "shape"),
+        (np.zeros((0, 64, 64)), ValueError, "no frames|too small"),
+        (np.zeros((64, 64), complex), ValueError, "complex"),
+        (np.zeros((96, 96, 3)), ValueError, "too small"),
+    ],
+)
+def test_analyze_refuses_what_is_not_an_image(data, error, match):
+    with pytest.raises(error, match=match):
+        atomstat.analyze(data)
+
+
+def test_analyze_refuses_a_spectrum_map():
+    with pytest.raises(ValueError, match="spectrum"):
+        atomstat.analyze(hs.signals.Signal1D(np.zeros((96, 96, 32), np.float32)))
+
+
+@pytest.mark.parametrize("threshold", ["0.5", None, True])
+def test_analyze_refuses_a_threshold_that_is_not_a_number(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        atomstat.analyze(np.zeros((64, 64), np.float32), threshold=threshold)
