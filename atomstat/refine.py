@@ -24,7 +24,7 @@ their light on one side of the variance, push them apart. Where most atoms have
 a close neighbour, the shape and the noise are measured again with the
 neighbours removed and the fit repeated once. Atoms whose
 window is cut by the image border, where a truncated weight would bias the
-estimate, get a full Levenberg-Marquardt fit of a Gaussian on a background,
+estimate, get a full Levenberg-Marquardt fit of the atoms' shape on a background,
 with their neighbours' models removed, every round.
 
 Measured against the Cramer-Rao bound (:func:`atomstat.metrics.position_bound`):
@@ -56,6 +56,8 @@ _CROWDED_SHARE = 0.2
 #: Measure-and-refit rounds: one takes the 7 px dumbbells from 0.19-0.21 to 0.15-0.18 px
 #: RMSE; more move the shape further but cost a full fit each (movies: 0.37 s per frame).
 _REMEASURE = 1
+#: The round Gaussian's quadratic form (of determinant 1).
+_ROUND = np.array([1.0, 0.0, 1.0])
 #: Window radius of the likelihood-weighted pass, in widths along the major
 #: axis: 3 keeps all but about 0.2 % of the position information at dose 40.
 _REACH = 3.0
@@ -185,15 +187,20 @@ def _fit_all(
     # Atoms cut by the border get a full fit, with their close neighbours'
     # models removed; the neighbours' rounds then see the cut atoms' fits.
     form = metric[0]
+    near_border = cut & crowded
     if cut.any():
-        _fit_cut(image, xy, amp, start, cut, cut & crowded, sigma, radius, iterations, form)
+        inner = _render_form(xy[~cut], image.shape, amp[~cut], form) if near_border.any() else 0
+        _fit_cut(image - inner, xy, amp, start, cut, sigma, radius, iterations, form)
     moving = crowded & ~cut
     for k in range(max(rounds, 1) - 1):
         if not moving.any():
             break
-        if k and (cut & crowded).any():  # the border fits follow their refined neighbours
-            _fit_cut(image, xy, amp, start, cut, cut & crowded, sigma, radius, iterations, form)
-        others = (_render_form(xy, image.shape, amp, form), xy[moving], amp[moving], form)
+        full = _render_form(xy[~cut], image.shape, amp[~cut], form)
+        if k and near_border.any():  # the border fits follow their refined neighbours
+            _fit_cut(image - full, xy, amp, start, cut, sigma, radius, iterations, form)
+        if cut.any():
+            full += _render_form(xy[cut], image.shape, amp[cut], form)
+        others = (full, xy[moving], amp[moving], form)
         new_xy, new_amp = _pass(single, xy[moving], metric, radius, iterations, others, noise)
         # Relaxed update: each round alone over-corrects the last and would oscillate.
         change = np.percentile(np.abs(new_xy - xy[moving]).max(axis=1), 95)
@@ -201,8 +208,9 @@ def _fit_all(
         amp[moving] = 0.5 * (amp[moving] + new_amp)
         if change < 0.005:
             break
-    if (cut & crowded).any() and moving.any():  # once more, with the neighbours refined
-        _fit_cut(image, xy, amp, start, cut, cut & crowded, sigma, radius, iterations, form)
+    if near_border.any() and moving.any():  # once more, with the neighbours refined
+        inner = _render_form(xy[~cut], image.shape, amp[~cut], form)
+        _fit_cut(image - inner, xy, amp, start, cut, sigma, radius, iterations, form)
     return xy, amp
 
 
@@ -269,15 +277,11 @@ def _atom_shape(image, xy, sigma, width, radius, others=None):
     for C. Pooled over up to ``_SAMPLE`` atoms with no close neighbour; None
     when there are fewer than 8, or when the result is not a plausible atom
     (a principal width outside 0.6-1.6 times ``sigma``). With ``others`` (see
-    :func:`_without_neighbours`) the atoms need not be isolated.
+    :func:`_sample_windows`) the atoms need not be isolated.
     """
     if len(xy) < 8:
         return None
-    keep = slice(None, None, max(1, len(xy) // _SAMPLE))
-    xy = xy[keep]
-    px, py, flat, ok = _window(image, xy, radius)
-    dx, dy = px - xy[:, :1], py - xy[:, 1:]
-    data = _without_neighbours(image, flat, dx, dy, others, keep)
+    dx, dy, ok, data = _sample_windows(image, xy, radius, others)
     r2 = dx * dx + dy * dy
     amp, back = _linear_amp_back(data, np.exp(-r2 / (2 * sigma**2)) * ok, ok)
     good = np.isfinite(back) & (amp > 0)
@@ -306,11 +310,7 @@ def _noise_model(image, xy, shape, radius, others=None):
     models are removed); None with too few pixels to tell."""
     if len(xy) < 8:
         return None
-    keep = slice(None, None, max(1, len(xy) // _SAMPLE))
-    xy = xy[keep]
-    px, py, flat, ok = _window(image, xy, radius)
-    dx, dy = px - xy[:, :1], py - xy[:, 1:]
-    data = _without_neighbours(image, flat, dx, dy, others, keep)
+    dx, dy, ok, data = _sample_windows(image, xy, radius, others)
     g = np.exp(-0.5 * _quad(dx, dy, shape)) * ok
     amp, back = _linear_amp_back(data, g, ok)
     keep = (np.isfinite(amp) & np.isfinite(back))[:, None] & (ok > 0)
@@ -335,18 +335,20 @@ def _noise_model(image, xy, shape, radius, others=None):
     return c0, c1
 
 
-def _without_neighbours(image, flat, dx, dy, others, keep):
-    """Window pixels less every other atom's model.
-
-    ``others`` is (model image of all atoms, the windows' own amplitudes, their
-    quadratic form): the window's own atom is added back. None: the raw pixels.
-    """
+def _sample_windows(image, xy, radius, others):
+    """Offsets from the centre, validity and pixels of the windows of up to ``_SAMPLE``
+    of the atoms ``xy``; with ``others`` (model image of all atoms, the atoms'
+    amplitudes, their quadratic form) every other atom's model is removed."""
+    keep = slice(None, None, max(1, len(xy) // _SAMPLE))
+    xy = xy[keep]
+    px, py, flat, ok = _window(image, xy, radius)
+    dx, dy = px - xy[:, :1], py - xy[:, 1:]
     data = image.ravel()[flat]
-    if others is None:
-        return data
-    full, amp, form = others
-    own = amp[keep, None] * np.exp(-0.5 * _quad(dx, dy, form))
-    return data - full.ravel()[flat] + own
+    if others is not None:
+        full, amp, form = others
+        own = amp[keep, None] * np.exp(-0.5 * _quad(dx, dy, form))
+        data = data - full.ravel()[flat] + own
+    return dx, dy, ok, data
 
 
 def _gaussian_mask(image, xy, metric, radius, iterations, others, noise=None):
@@ -478,12 +480,12 @@ def _initial(image, xy, sigma, radius):
     return np.column_stack([xy, np.maximum(amp, 1e-6), np.full(len(xy), sigma), back])
 
 
-def _lm(image, p, radius, iterations):
+def _lm(image, p, radius, iterations, unit=_ROUND):
     px, py, flat, w = _window(image, p[:, :2], radius)
     data = image.ravel()[flat]
     lam = np.full(len(p), 1e-2)
     for _ in range(iterations):
-        f, jac = _model(p, px, py)
+        f, jac = _model(p, px, py, unit)
         r = (data - f) * w
         jw = jac * w[..., None]
         a = np.einsum("npi,npj->nij", jw, jac)
@@ -497,36 +499,39 @@ def _lm(image, p, radius, iterations):
         step[:, :2] = np.clip(step[:, :2], -1.0, 1.0)
         trial = p + step
         trial[:, 3] = np.clip(trial[:, 3], 0.3, 3 * radius)
-        better = _cost(trial, px, py, data, w) < _cost(p, px, py, data, w)
+        better = _cost(trial, px, py, data, w, unit) < (r * r).sum(axis=1)  # r: at p
         p = np.where(better[:, None], trial, p)
         lam = np.where(better, lam * 0.3, lam * 10)
     return p
 
 
-def _model(p, px, py):
+def _model(p, px, py, unit=_ROUND):
+    """Gaussian (x0, y0, amplitude, width s, background) of the atoms' shape ``unit``
+    (a quadratic form of determinant 1) scaled by s, and its Jacobian."""
     x0, y0, a, s, b = (p[:, i : i + 1] for i in range(5))
     dx, dy = px - x0, py - y0
-    g = np.exp(-(dx**2 + dy**2) / (2 * s**2))
+    q = _quad(dx, dy, unit)
+    g = np.exp(-q / (2 * s**2))
     ag = a * g
-    jac = np.stack(
-        [ag * dx / s**2, ag * dy / s**2, g, ag * (dx**2 + dy**2) / s**3, np.ones_like(g)], axis=-1
-    )
+    ux, uy = unit[0] * dx + unit[1] * dy, unit[1] * dx + unit[2] * dy
+    jac = np.stack([ag * ux / s**2, ag * uy / s**2, g, ag * q / s**3, np.ones_like(g)], axis=-1)
     return b + ag, jac
 
 
-def _cost(p, px, py, data, w):
-    return (((data - _model(p, px, py)[0]) * w) ** 2).sum(axis=1)
+def _cost(p, px, py, data, w, unit=_ROUND):
+    return (((data - _model(p, px, py, unit)[0]) * w) ** 2).sum(axis=1)
 
 
-def _fit_cut(image, xy, amp, start, cut, subtract, sigma, radius, iterations, form):
-    """Levenberg-Marquardt fit of a Gaussian on a background for each atom cut by the
-    border (in place), from its start; with ``subtract`` set for any of them, on the
-    image less the models (quadratic form ``form``) of all the uncut atoms."""
-    target = image
-    if subtract.any():
-        inner = ~cut
-        target = image - _render_form(xy[inner], image.shape, amp[inner], form)
-    p = _lm(target, _initial(target, start[cut], sigma, radius), radius, iterations)
+def _fit_cut(target, xy, amp, start, cut, sigma, radius, iterations, form):
+    """Levenberg-Marquardt fit of the atoms' shape on a background for each atom cut by the
+    border (``xy`` and ``amp`` updated in place) on ``target``, the image less its
+    neighbours' models where they matter. Every call starts from ``start``: a fit
+    started from the last round's drifts, round after round, off some border atoms.
+    The atoms' shape (quadratic form ``form``) is kept and only its size fitted."""
+    unit = form / np.sqrt(form[0] * form[2] - form[1] ** 2)
+    p0 = _initial(target, start[cut], sigma, radius)
+    p0[:, 3] = (form[0] * form[2] - form[1] ** 2) ** -0.25  # the shape's mean width
+    p = _lm(target, p0, radius, iterations, unit)
     good = np.isfinite(p[:, :3]).all(axis=1)
     xy[cut] = np.where(good[:, None], p[:, :2], start[cut])
     amp[cut] = np.where(good, p[:, 2], 0.0)
