@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import ndimage
 
 from ._arrays import as_array
+from ._checks import number
 from .dumbbells import METHODS, _frames, _typical_separation, pair_dumbbells
 
 __all__ = ["find_dumbbells"]
@@ -76,9 +77,11 @@ def find_dumbbells(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    threshold = threshold or (0.5 if method == "columns" else _BLOB_THRESHOLD)
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
+    if threshold is None:
+        threshold = 0.5 if method == "columns" else _BLOB_THRESHOLD
+    threshold = number("threshold", threshold, low=0, high=1, low_open=True, high_open=True)
+    if data is None:
+        raise TypeError("find_dumbbells takes an image, a stack, a Signal2D or a path; got None")
     if isinstance(data, str | Path):
         from .io import load
 

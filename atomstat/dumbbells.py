@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from ._checks import number
+
 __all__ = ["DUMBBELL_COLUMNS", "METHODS", "pair_dumbbells", "reference_angle"]
 
 log = logging.getLogger(__name__)
@@ -125,11 +127,10 @@ def pair_dumbbells(
     needed = ("frame", "x", "y") + (
         ("orientation", "axis_major", "axis_minor") * (method == "blob")
     )
-    validate_atoms(atoms, required=needed)
-    if not (np.isfinite(tolerance) and 0 < tolerance < 1):
-        raise ValueError(f"tolerance must be between 0 and 1 (exclusive), got {tolerance!r}")
-    if separation is not None and not (np.isfinite(separation) and separation > 0):
-        raise ValueError(f"separation must be a positive number of px, got {separation!r}")
+    validate_atoms(atoms, required=needed, finite=("x", "y"))
+    tolerance = number("tolerance", tolerance, low=0, high=1, low_open=True, high_open=True)
+    if separation is not None:
+        separation = number("separation", separation, low=0, low_open=True)
     ref = reference_angle(reference)
     if method == "columns":
         sep = separation if separation is not None else _typical_separation(atoms)
@@ -160,17 +161,18 @@ def reference_angle(reference) -> float:
     """
     if reference is None:
         return 0.0
-    if np.ndim(reference) == 0:
-        value = float(reference)
-        if not np.isfinite(value):
-            raise ValueError(f"reference must be a finite angle in degrees, got {reference!r}")
-        return value % 180.0
-    pts = np.asarray(reference, float)
+    message = (
+        "reference must be None, an angle in degrees or two points ((x0, y0), (x1, y1)), "
+        f"got {reference!r}"
+    )
+    try:
+        if np.ndim(reference) == 0:
+            return number("reference", reference) % 180.0
+        pts = np.asarray(reference, float)
+    except (TypeError, ValueError):  # not a number, ragged, or not numbers
+        raise ValueError(message) from None
     if pts.shape != (2, 2) or not np.isfinite(pts).all():
-        raise ValueError(
-            "reference must be None, an angle in degrees or two points ((x0, y0), (x1, y1)), "
-            f"got {reference!r}"
-        )
+        raise ValueError(message)
     d = pts[1] - pts[0]
     if not d.any():
         raise ValueError(f"the two reference points are the same point: {reference!r}")

@@ -11,6 +11,7 @@ the raw image by :func:`atomstat.refine.refine_centres` when an image is given.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from scipy import ndimage
 from skimage.measure import find_contours
 
 from ._arrays import as_array
+from ._checks import flag, number
 from .describe import add_intensity, add_neighbours
 from .refine import refine_centres
 from .table import empty_atoms, make_atoms
@@ -90,18 +92,30 @@ def locate(
     >>> len(atoms), round(float(atoms.x.iloc[0]), 1)
     (1, 20.3)
     """
+    if isinstance(prob, str | Path):
+        raise TypeError("locate() takes the probability map from segment(), not a file path")
     prob = np.asarray(as_array(prob))
     if prob.ndim not in (2, 3):
         raise ValueError(f"prob must be a map (H, W) or a stack (T, H, W), got shape {prob.shape}")
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
-    if not 0 <= peak_margin < 1:
-        raise ValueError(f"peak_margin must be in [0, 1), got {peak_margin!r}")
+    _check_probabilities(prob)
+    threshold = number("threshold", threshold, low=0, high=1, low_open=True, high_open=True)
+    peak_margin = number("peak_margin", peak_margin, low=0, high=1, high_open=True)
+    if sigma is not None:
+        sigma = number("sigma", sigma, low=0, high=min(prob.shape[-2:]) / 4, low_open=True)
+    refine, split = flag("refine", refine), flag("split", split)
     levels = (threshold, min(threshold + peak_margin, 1.0))
-    split = bool(split)
-    raw = None if image is None else np.asarray(as_array(image), dtype=np.float32)
-    if raw is not None and raw.shape != prob.shape:
-        raise ValueError(f"image shape {raw.shape} differs from prob shape {prob.shape}")
+    raw = None if image is None else as_array(image)
+    if raw is not None:
+        if np.iscomplexobj(raw):
+            raise ValueError("image holds complex values; pass np.abs(image) or its real part")
+        raw = np.asarray(raw, dtype=np.float32)
+        if raw.shape != prob.shape:
+            raise ValueError(f"image shape {raw.shape} differs from prob shape {prob.shape}")
+        if not np.isfinite(raw).all():
+            raise ValueError(
+                "image holds NaN or infinite pixels; atomstat.load repairs them, "
+                "or replace them yourself"
+            )
     if prob.ndim == 2:
         return _locate_frame(prob, raw, levels, sigma, refine, split, frame=0)
     tables = [
@@ -109,6 +123,20 @@ def locate(
         for t, p in enumerate(prob)
     ]
     return concat_frames(tables)
+
+
+def _check_probabilities(prob):
+    """Refuse a map that is not probabilities: complex, NaN, or values outside [0, 1]."""
+    if np.iscomplexobj(prob):
+        raise ValueError("prob holds complex values; it must be the output of segment()")
+    if prob.size == 0:
+        raise ValueError(f"prob is empty (shape {prob.shape})")
+    low, high = float(np.min(prob)), float(np.max(prob))
+    if not (np.isfinite(low) and np.isfinite(high)) or low < -1e-3 or high > 1 + 1e-3:
+        raise ValueError(
+            "prob must be the output of segment(): finite values in [0, 1], "
+            f"got {low:.4g} to {high:.4g} (to find atoms in an image, use analyze())"
+        )
 
 
 def concat_frames(tables):

@@ -40,6 +40,7 @@ from scipy import ndimage
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from ._checks import number
 from .molecule_fit import (
     candidate_fits,
     canonical,
@@ -140,8 +141,8 @@ def group_molecules(atoms: pd.DataFrame, *, max_distance: float | None = None) -
     [0, 0, 0, 1, 1]
     """
     validate_atoms(atoms, required=("frame", "x", "y"))
-    if max_distance is not None and not (np.isfinite(max_distance) and max_distance > 0):
-        raise ValueError(f"max_distance must be a positive number of px, got {max_distance!r}")
+    if max_distance is not None:
+        max_distance = number("max_distance", max_distance, low=0, low_open=True)
     frames = atoms["frame"].to_numpy()
     xy = atoms[["x", "y"]].to_numpy(float)
     if not np.isfinite(xy).all():

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ._checks import number
 from .table import validate_atoms
 
 __all__ = [
@@ -132,6 +133,8 @@ def anomaly_scores(
         settings.update({"params": used, "threshold": float(threshold)})
     elif n_fit:
         log.warning("only %d atom(s) to score; need at least 3, none scored", n_fit)
+    elif len(atoms):
+        log.warning("no atom has finite values in all of %s: none scored", names)
     out = pd.Series(score, index=atoms.index, name="anomaly_score")
     out.attrs.update(settings)
     return out
@@ -312,14 +315,16 @@ def _robust_scale(X, rows):
 
 def _contamination(contamination, fence, Xfit):
     if contamination == "auto":
-        if not (np.isfinite(fence) and fence > 0):
-            raise ValueError(f"fence must be a positive number of IQRs, got {fence!r}")
+        number("fence", fence, low=0, low_open=True)
         if not len(Xfit):
             return 0.0
         return float(np.mean((np.abs(Xfit) > fence).any(axis=1)))
-    if isinstance(contamination, str) or not 0 < float(contamination) <= 0.5:
-        raise ValueError(f"contamination must be 'auto' or in (0, 0.5], got {contamination!r}")
-    return float(contamination)
+    try:
+        return number("contamination", contamination, low=0, high=0.5, low_open=True)
+    except ValueError:
+        raise ValueError(
+            f"contamination must be 'auto' or in (0, 0.5], got {contamination!r}"
+        ) from None
 
 
 def _raw_scores(method, X, rng, params):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ._arrays import as_array
+from ._checks import flag, number
 from .fcn.predict import _as_frames, load_model, segment
 from .io_stm import imaging_mode
 from .locate import PEAK_MARGIN, concat_frames, locate
@@ -176,12 +177,8 @@ def prepare(
 ) -> Run:
     """Check the arguments of :func:`analyze`, load the data and the model, estimate the
     atom width on the first (cleaned) frame; return the :class:`Run`."""
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number):
-        raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold!r}")
-    if not 0 <= peak_margin < 1:
-        raise ValueError(f"peak_margin must be in [0, 1), got {peak_margin!r}")
+    threshold = number("threshold", threshold, low=0, high=1, low_open=True, high_open=True)
+    peak_margin = number("peak_margin", peak_margin, low=0, high=1, high_open=True)
     if isinstance(data, str | Path):
         from .io import load
 
@@ -192,8 +189,7 @@ def prepare(
     model = choose_model(model, imaging)
     if split is None:
         split = imaging == "stm" or _model_name(model) == "stm"
-    elif not isinstance(split, bool | np.bool_):
-        raise ValueError(f"split must be True, False or None (auto), got {split!r}")
+    split = flag("split", split)
     clean = get_preprocessor(preprocess)
     frames = as_array(data)
     single = getattr(frames, "ndim", 0) == 2

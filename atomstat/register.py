@@ -32,6 +32,7 @@ symmetry in practice, and the previous shift settles the rest.
 from __future__ import annotations
 
 import logging
+import numbers
 
 import numpy as np
 import pandas as pd
@@ -144,14 +145,35 @@ def align_frames(images, drift: pd.DataFrame, *, fill: float = np.nan) -> np.nda
     frames = as_array(images)
     if np.ndim(frames) != 3:
         raise ValueError(f"images must be a stack (T, H, W), got shape {np.shape(frames)}")
-    missing = sorted(set(range(len(frames))) - set(drift.index))
-    if missing:
-        raise ValueError(f"drift has no row for frame(s) {missing[:5]}")
+    check_drift(drift, range(len(frames)))
+    if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
+        raise ValueError(f"fill must be a number (NaN allowed), got {fill!r}")
     out = np.empty(np.shape(frames), np.float32)
     for t, frame in enumerate(_read_frames(frames, 0, len(frames))):
         shift = (-drift.loc[t, "dy"], -drift.loc[t, "dx"])
         out[t] = ndimage.shift(frame, shift, order=1, cval=fill)
     return out
+
+
+def check_drift(drift, frames) -> pd.DataFrame:
+    """Refuse a drift table that is not one: not a DataFrame with ``dx`` and ``dy``,
+    no row for one of ``frames``, or NaN or infinite shifts on those rows."""
+    if not isinstance(drift, pd.DataFrame) or not {"dx", "dy"} <= set(drift.columns):
+        raise ValueError("drift must be a DataFrame with columns 'dx' and 'dy' indexed by frame")
+    frames = sorted(set(frames))
+    missing = sorted(set(frames) - set(drift.index))
+    if missing:
+        raise ValueError(f"drift has no row for frame(s) {missing[:5]}")
+    shifts = drift.loc[frames, ["dx", "dy"]]
+    try:
+        bad = ~np.isfinite(shifts.to_numpy(float)).all(axis=1)
+    except (TypeError, ValueError):
+        raise ValueError(f"drift's dx and dy must be numbers, got {list(shifts.dtypes)}") from None
+    if bad.any():
+        raise ValueError(
+            f"drift has NaN or infinite dx, dy for frame(s) {list(shifts.index[bad][:5])}"
+        )
+    return drift
 
 
 # ------------------------------------------------------------------ registration
@@ -324,7 +346,14 @@ def _positions(table):
 def _read_frames(frames, start, stop):
     """Frames start..stop-1 one by one, read 16 at a time: a lazy stack computes each chunk once."""
     for first in range(start, stop, _CHUNK):
-        yield from np.asarray(frames[first : min(first + _CHUNK, stop)], np.float64)
+        chunk = np.asarray(frames[first : min(first + _CHUNK, stop)], np.float64)
+        bad = ~np.isfinite(chunk).all(axis=(1, 2))
+        if bad.any():
+            raise ValueError(
+                f"frame {first + int(np.argmax(bad))} holds NaN or infinite pixels; "
+                "atomstat.load repairs them, or replace them yourself"
+            )
+        yield from chunk
 
 
 def _frame_range(table, frames):

@@ -99,19 +99,27 @@ def make_atoms(columns: dict, *, attrs: dict | None = None, start_id: int = 0) -
     return atoms
 
 
-def validate_atoms(atoms: pd.DataFrame, *, required=("frame", "x", "y")) -> pd.DataFrame:
-    """Check that ``atoms`` is an atoms table with at least ``required`` columns.
+def validate_atoms(atoms: pd.DataFrame, *, required=("frame", "x", "y"), finite=()) -> pd.DataFrame:
+    """Check that ``atoms`` is an atoms table with at least ``required`` columns,
+    and no NaN or infinite value in the columns ``finite``.
 
     Raises
     ------
     TypeError
         If ``atoms`` is not a DataFrame.
     ValueError
-        If a required column is missing; the message lists what is missing.
+        If a required column is missing (the message lists what is missing),
+        or a ``finite`` column holds NaN or infinite values (it says how many).
     """
     if not isinstance(atoms, pd.DataFrame):
         raise TypeError(f"expected an atoms table (pandas DataFrame), got {type(atoms).__name__}")
     missing = [c for c in required if c not in atoms.columns]
     if missing:
         raise ValueError(f"the atoms table lacks column(s) {missing}; it has {list(atoms.columns)}")
+    for column in finite:
+        bad = int((~np.isfinite(pd.to_numeric(atoms[column], errors="coerce"))).sum())
+        if bad:
+            raise ValueError(
+                f"the atoms table has {bad} NaN or infinite value(s) in column {column!r}"
+            )
     return atoms

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._checks import number
+
 __all__ = [
     "angle_centre",
     "axial_mean",
@@ -102,8 +104,7 @@ def unwrap_angles(angles, period: float = 180.0) -> np.ndarray:
     >>> unwrap_angles([170.0, 178.0, 2.0, 9.0, np.nan, 175.0]).tolist()
     [170.0, 178.0, 182.0, 189.0, nan, 175.0]
     """
-    if not (np.isfinite(period) and period > 0):
-        raise ValueError(f"period must be a positive number of degrees, got {period!r}")
+    period = number("period", period, low=0, low_open=True)
     angles = np.asarray(angles, float)
     out = np.full(angles.shape, np.nan)
     ok = np.isfinite(angles)

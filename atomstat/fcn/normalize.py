@@ -35,6 +35,8 @@ def normalize(image: np.ndarray, *, low: float = 1.0, high: float = 99.9) -> np.
     image = np.asarray(image, dtype=np.float32)
     smooth = ndimage.gaussian_filter(image, 1.0)
     lo, hi = np.percentile(smooth, [low, high])
-    if not np.isfinite(hi - lo) or hi - lo <= 1e-12 * max(abs(hi), 1.0):
+    # Flat: no range left beside the rounding of the values themselves (relative, so
+    # that an image in amperes with 1e-15 contrast still counts as an image).
+    if not np.isfinite(hi - lo) or hi - lo <= 1e-6 * max(abs(hi), abs(lo)):
         return np.zeros_like(image)
     return (image - lo) / (hi - lo)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
 from skimage.transform import resize
 
 from .._arrays import as_array
+from .._checks import number
 from ..scale import estimate_sigma
 from .normalize import normalize
 
@@ -34,6 +36,9 @@ CANONICAL_SIGMA = 2.2
 #: the gap at dose 10); and on STM images, line-correlated noise can halve the
 #: width estimate, where resampling cost up to 0.1 in F1.
 NATIVE_SIGMA = (0.7, 3.6)
+#: Atom widths (px) that ``segment`` takes: resampling by more than 16 either way
+#: leaves nothing the network was trained on.
+MIN_SIGMA, MAX_SIGMA = CANONICAL_SIGMA / 16, CANONICAL_SIGMA * 16
 TILE = 1024
 MARGIN = 24  # > half the receptive field (about 37 px wide)
 _BATCH_PIXELS = 2**21
@@ -54,6 +59,8 @@ def _load(path: str):
     import keras
     import tensorflow as tf
 
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a .keras model file (not a zip archive)")
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # keras raises many kinds for a bad file
@@ -123,8 +130,8 @@ def segment(data, *, model=None, sigma=None) -> np.ndarray:
     _, call = load_model(model)
     if sigma is None:
         sigma = estimate_sigma(np.asarray(frames[0], dtype=np.float32))
-    elif not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+    else:
+        sigma = number("sigma", sigma, low=MIN_SIGMA, high=MAX_SIGMA)
     factor = resample_factor(sigma)
     log.debug("atom width %.2f px: resampling by %.3f", sigma, factor)
     out = np.empty((len(frames), *frames.shape[1:]), np.float32)
@@ -141,6 +148,8 @@ def _ndim(data):
 
 
 def _as_frames(data):
+    if isinstance(data, str | Path):
+        raise TypeError(f"expected an image array, got the path {str(data)!r}: use atomstat.load")
     arr = as_array(data)
     if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
         arr = np.asarray(arr)
@@ -168,7 +177,10 @@ def _prepare(image, factor):
     if factor != 1:
         shape = np.maximum(np.round(np.array(image.shape) * factor).astype(int), 16)
         image = resize(image, shape, order=1, anti_aliasing=factor < 1)
-    return normalize(image)
+    out = normalize(image)
+    if not out.any():
+        log.warning("the image is flat (all pixels %.4g): no atoms to find", float(image.flat[0]))
+    return out
 
 
 def _chunks(n, shape, factor):
