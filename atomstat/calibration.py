@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -46,15 +47,24 @@ def parse_json(value) -> dict:
 
 
 def read_sidecar(path: Path) -> dict:
-    """Return the JSON sidecar ``<stem>.json`` beside ``path`` as a dict ({} if none)."""
+    """Return the JSON sidecar ``<stem>.json`` beside ``path`` as a dict ({} if none).
+
+    A sidecar that cannot be read, or that is not a JSON object, is ignored
+    with a warning.
+    """
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
         return {}
     try:
-        return parse_json(sidecar.read_text(encoding="utf-8"))
-    except OSError as exc:
-        log.warning("Ignored the sidecar %s: %s", sidecar, exc)
+        parsed = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8 or not JSON
+        log.warning("Ignored the sidecar %s: it is not readable JSON (%s)", sidecar, exc)
         return {}
+    if not isinstance(parsed, dict):
+        held = json.dumps(parsed)
+        log.warning("Ignored the sidecar %s: it holds %.40s, not a JSON object", sidecar, held)
+        return {}
+    return parsed
 
 
 def _flatten(tree, out=None) -> dict:
@@ -68,55 +78,88 @@ def _flatten(tree, out=None) -> dict:
     return out
 
 
-def _lengths_nm(flat: dict, key: str) -> tuple[float, float] | None:
-    """Return the (x, y) lengths in nm stored under ``key`` in ``flat``, or None."""
+def _number(value) -> tuple[float, str] | None:
+    """Parse ``0.5``, ``"0.5"`` or ``"0.5 nm"`` as (number, unit); None if not a finite number."""
+    if isinstance(value, bool | dict | list):  # JSON true/false, or nested values
+        return None
+    match = re.fullmatch(r"\s*([-+.\deE]+)\s*(\S*)\s*", str(value))
+    try:
+        number = float(match.group(1)) if match else math.nan
+    except ValueError:
+        return None
+    return (number, match.group(2)) if math.isfinite(number) else None
+
+
+def _lengths_nm(flat: dict, key: str, source) -> tuple[float, float] | None:
+    """Return the (x, y) lengths in nm stored under ``key`` in ``flat``, or None.
+
+    A value that is there but is not a positive length is ignored with a
+    warning that names ``source`` (the sidecar or the file) and the key.
+    """
     unit = flat.get(f"{key}_units", flat.get(f"{key}_unit"))
     bare = flat.get("units", flat.get("unit"))  # {"pixel_size": 10, "units": "pm"}
     if unit is None and str(bare).strip().lower() in NM_PER_UNIT:
         unit = bare
     if f"{key}_nm" in flat:
-        values, unit = flat[f"{key}_nm"], "nm"
+        name, unit = f"{key}_nm", "nm"
+        values = flat[name]
     elif f"{key}_x" in flat:
-        values = [flat[f"{key}_x"], flat.get(f"{key}_y", flat[f"{key}_x"])]
+        name = f"{key}_x"
+        values = [flat[name], flat.get(f"{key}_y", flat[name])]
     elif key in flat:
-        values = flat[key]
+        name, values = key, flat[key]
     else:
         return None
     values = list(values) if isinstance(values, list | tuple) else [values]
-    try:
-        parsed = [re.fullmatch(r"\s*([-+.\deE]+)\s*(\S*)\s*", str(v)).groups() for v in values]
-        parsed = (parsed * 2)[:2]
-        numbers = [float(number) for number, _ in parsed]
-    except (AttributeError, ValueError):
+    parsed = [_number(value) for value in values]
+    if not parsed or None in parsed:
+        value = json.dumps(flat[name], default=str)
+        log.warning("%s: ignored the calibration %s=%s: not a number", source, name, value)
         return None
-    if not numbers:
-        return None
+    parsed = (parsed * 2)[:2]
+    numbers = [number for number, _ in parsed]
     unit = str(unit or parsed[0][1] or "nm").strip()
     factor = NM_PER_UNIT.get(unit.lower())
     if factor is None or min(numbers) <= 0:
-        log.warning("Ignored the calibration %s=%s %s: not a length", key, values, unit)
+        why = "not a length unit" if factor is None else "not positive"
+        log.warning("%s: ignored the calibration %s=%s %s: %s", source, name, values, unit, why)
         return None
     return numbers[0] * factor, numbers[1] * factor
 
 
-def _scales_from_hints(hints: dict, width: int, height: int) -> tuple[float, float] | None:
-    """Return the (x, y) pixel size in nm given by metadata ``hints``, or None."""
+def _scales_from_hints(hints: dict, width: int, height: int, source) -> tuple[float, float] | None:
+    """Return the (x, y) pixel size in nm given by the metadata ``hints`` of ``source``, or None."""
     flat = _flatten(hints)
     for key in ("pixel_size", "pixelsize", "pixel_spacing"):
-        lengths = _lengths_nm(flat, key)
+        lengths = _lengths_nm(flat, key, source)
         if lengths:
             return lengths
     for key in ("field_of_view", "fov", "scan_size", "image_size"):
-        lengths = _lengths_nm(flat, key)
+        lengths = _lengths_nm(flat, key, source)
         if lengths:
             return lengths[0] / width, lengths[1] / height
     return None
 
 
 def calibrate(signal, hints: dict, path: Path) -> None:
-    """Put the image axes in nm when the file or ``hints`` allow, else 'px' or 'unknown'."""
+    """Put the image axes in nm when the file or ``hints`` allow, else 'px' or 'unknown'.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal2D
+        The image or stack read from ``path``; its image axes are changed in place.
+    hints : dict
+        Metadata that may give the calibration, as {source: metadata dict}, the
+        source (e.g. the sidecar's path) being named in warnings. The first
+        source that gives a pixel size or field of view wins.
+    path : pathlib.Path
+        The file, named in warnings.
+    """
     axes = signal.axes_manager.signal_axes  # (x, y)
-    from_hints = _scales_from_hints(hints, axes[0].size, axes[1].size) if hints else None
+    from_hints = None
+    for source, metadata in hints.items():
+        if metadata and from_hints is None:
+            from_hints = _scales_from_hints(metadata, axes[0].size, axes[1].size, source)
     for axis, hinted in zip(axes, from_hints or (None, None), strict=True):
         unit = str(axis.units).strip().lower()
         if unit in NM_PER_UNIT:

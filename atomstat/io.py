@@ -16,7 +16,9 @@ Decisions on calibration (the pixel size of the two image axes):
   ``image.npy``) or JSON metadata inside a plain HDF5 file may give a pixel
   size or a field of view (e.g. ``field_of_view_x``/``_y`` with
   ``field_of_view_units``, ``fov``, ``scan size``); a field of view is divided
-  by the image width/height. Values given without a unit are taken as nm.
+  by the image width/height. Values given without a unit are taken as nm. A
+  sidecar that is not a JSON object, or a value that is not a positive length,
+  is ignored with a logged warning that names the sidecar (or file) and key.
 * Otherwise an axis with scale 1 gets units ``"px"``. An axis with another
   scale but no unit keeps its scale and gets units ``"unknown"`` (with a
   logged warning): atomstat does not guess the unit.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,8 +54,11 @@ __all__ = ["EXTENSIONS", "MIN_SIDE", "NM_PER_UNIT", "load"]
 log = logging.getLogger(__name__)
 
 MIN_SIDE = 16
-_FRAME_CHUNKS = (16,)  # lazy stacks: frames per chunk, as atomstat.analyze reads them
 """Smallest image side, in pixels, that atomstat analyses."""
+
+_FRAME_CHUNKS = (16,)  # lazy stacks: frames per chunk, as atomstat.analyze reads them
+_RGB_FIELDS = {"R", "G", "B"}  # the fields of HyperSpy's rgb8/rgb16/rgba8/rgba16 dtypes
+_DTYPE_KINDS = {"U": "text", "S": "bytes", "M": "date/time", "m": "time interval", "O": "object"}
 
 _PILLOW_EXTENSIONS = {".png", ".jpg", ".jpeg"}
 _HDF5_EXTENSIONS = {".h5", ".hdf5"}
@@ -92,7 +98,9 @@ def load(path, *, lazy=False, channel=None, direction=None):
         For scanning-probe files: the channel name (e.g. ``"Z"``,
         ``"Current"``; exact, else a unique part of it, case-insensitive); by
         default the topography (Z). A wrong name raises a LoadError that
-        lists the file's channels.
+        lists the file's channels (or signals). So does any name for a file
+        that holds one signal under another title or none (``.npy``,
+        PNG/JPEG, plain HDF5): the channel asked for is not there.
     direction : {None, "forward", "backward"}, optional
         Scanning-probe files only: the scan direction (default forward). A
         backward image is flipped to lie on its forward image.
@@ -112,8 +120,13 @@ def load(path, *, lazy=False, channel=None, direction=None):
     ------
     LoadError
         If the file is missing, empty, corrupt, of an unknown type, or not an
-        image: a spectrum, a 4-D dataset, complex data, a stack without frames,
-        or an image with a side shorter than ``MIN_SIDE`` pixels.
+        image: a single number, a spectrum, a 4-D dataset, complex data, data
+        that are not numbers (text, dates, records other than R, G, B), a
+        stack without frames, or an image with a side shorter than
+        ``MIN_SIDE`` pixels; or if ``channel`` names no signal of the file.
+    TypeError
+        If ``path`` is not a path (e.g. an array: pass arrays to
+        :func:`atomstat.analyze`).
 
     Examples
     --------
@@ -133,7 +146,7 @@ def load(path, *, lazy=False, channel=None, direction=None):
     signal = _validate(signal, path)
     signal.data = _to_float32(signal.data)
     _fill_nonfinite(signal, path)
-    hints = {"sidecar": read_sidecar(path), "file": hints}  # the sidecar wins
+    hints = {path.with_suffix(".json"): read_sidecar(path), path: hints}  # the sidecar wins
     calibrate(signal, hints, path)
     _describe_source(signal, path)
     if lazy and not signal._lazy:
@@ -148,6 +161,10 @@ def _refuse(path: Path, problem: str) -> LoadError:
 
 def _check_file(path) -> Path:
     """Return ``path`` as a Path after checking it names a non-empty file of a known type."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(
+            f"load() takes a file path, not {type(path).__name__}; pass arrays to analyze()"
+        )
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if not path.exists():
@@ -174,14 +191,22 @@ def _read(path: Path, *, lazy: bool, channel: str | None, direction: str | None 
     if direction is not None:
         raise _refuse(path, "direction= applies to scanning-probe files (.sxm, WSxM) only")
     if suffix == ".npy":
-        return _array_signal(_read_numpy(path, lazy)), {}
-    if suffix in _PILLOW_EXTENSIONS:
-        return _array_signal(_read_pillow(path)), {}
-    if suffix in _HDF5_EXTENSIONS and not _is_hyperspy_hdf5(path):
+        signal, hints = _array_signal(_read_numpy(path, lazy), path), {}
+    elif suffix in _PILLOW_EXTENSIONS:
+        signal, hints = _array_signal(_read_pillow(path), path), {}
+    elif suffix in _HDF5_EXTENSIONS and not _is_hyperspy_hdf5(path):
         data, hints = _read_plain_hdf5(path, lazy)
-        return _array_signal(data), hints
-    file_format = "HSPY" if suffix in _HDF5_EXTENSIONS else None
-    return _read_hyperspy(path, lazy, channel, file_format), {}
+        signal = _array_signal(data, path)
+    else:
+        file_format = "HSPY" if suffix in _HDF5_EXTENSIONS else None
+        return _read_hyperspy(path, lazy, channel, file_format), {}
+    if channel is not None:  # these files hold one signal, without a title to match
+        raise _refuse(
+            path,
+            f"there is no channel '{channel}': it holds one signal without channel names "
+            f"({_what(signal)}); leave channel out",
+        )
+    return signal, hints
 
 
 def _unreadable(path: Path, exc: BaseException) -> LoadError:
@@ -221,9 +246,9 @@ def _read_hyperspy(path: Path, lazy: bool, channel: str | None, file_format: str
     signals = result if isinstance(result, list) else [result]
     if not signals:
         raise _refuse(path, "it holds no signal")
-    if len(signals) == 1:
+    if len(signals) == 1 and channel is None:
         return signals[0]
-    return _pick_signal(signals, channel, path)
+    return _pick_signal(signals, channel, path)  # a single signal must match ``channel`` too
 
 
 def _is_image_like(signal) -> bool:
@@ -233,11 +258,13 @@ def _is_image_like(signal) -> bool:
 
 
 def _pick_signal(signals: list, channel: str | None, path: Path):
-    """Pick the signal named by ``channel``, else the first image, from a multi-signal file."""
+    """Pick the signal named by ``channel``, else the first image, from a file's signals."""
     titles = [str(s.metadata.General.title) for s in signals]
-    listing = ", ".join(f"'{t}' ({_what(s)})" for t, s in zip(titles, signals, strict=True))
+    named = [f"'{t}'" if t else "an untitled signal" for t in titles]
+    listing = ", ".join(f"{n} ({_what(s)})" for n, s in zip(named, signals, strict=True))
     if channel is not None:
-        found = [s for t, s in zip(titles, signals, strict=True) if channel.lower() in t.lower()]
+        wanted = str(channel).lower()
+        found = [s for t, s in zip(titles, signals, strict=True) if wanted in t.lower()]
         if not found:
             raise _refuse(path, f"no signal title contains '{channel}'; it holds {listing}")
         images = [s for s in found if _is_image_like(s)]
@@ -255,9 +282,15 @@ def _read_numpy(path: Path, lazy: bool):
         data = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
     except Exception as exc:
         raise _unreadable(path, exc) from exc
-    if lazy and data.ndim >= 2:
-        return da.from_array(data, chunks=_FRAME_CHUNKS[: data.ndim - 2] + (-1, -1))
-    return da.from_array(data) if lazy else data
+    return da.from_array(data, chunks=_frame_chunks(data.ndim)) if lazy else data
+
+
+def _frame_chunks(ndim: int):
+    """Dask chunks of whole frames for an image or stack; dask's choice for other shapes.
+
+    Data of other dimensions are refused later, with a message that says what they are.
+    """
+    return _FRAME_CHUNKS[: ndim - 2] + (-1, -1) if ndim in (2, 3) else "auto"
 
 
 def _read_pillow(path: Path) -> np.ndarray:
@@ -310,7 +343,7 @@ def _read_plain_hdf5(path: Path, lazy: bool):
         file.close()
         raise
     if lazy:
-        return da.from_array(dataset, chunks=_FRAME_CHUNKS[: dataset.ndim - 2] + (-1, -1)), hints
+        return da.from_array(dataset, chunks=_frame_chunks(dataset.ndim)), hints
     with file:
         return dataset[()], hints
 
@@ -334,12 +367,31 @@ def _pick_dataset(numeric: dict, path: Path):
     )
 
 
-def _array_signal(data):
-    """Wrap a NumPy or dask array (RGB(A) made gray) in a HyperSpy signal."""
+def _array_signal(data, path: Path):
+    """Wrap a NumPy or dask array (RGB(A) made gray) read from ``path`` in a HyperSpy signal."""
+    _check_dtype(data.dtype, path)
+    if data.ndim == 0:  # HyperSpy would make it a 1-D signal of one channel
+        raise _refuse(path, f"it is a single number (0-D), not an image; {_NEEDS_IMAGE}")
     if data.ndim in (3, 4) and data.shape[-1] in (3, 4) and data.dtype.kind in "biuf":
         data = _luminance(data[..., 0], data[..., 1], data[..., 2])
     signal = hs.signals.BaseSignal(data)
     return signal.as_lazy() if isinstance(data, da.Array) else signal
+
+
+def _check_dtype(dtype: np.dtype, path: Path) -> None:
+    """Refuse data that are not numbers: text, dates, objects, records other than R, G, B."""
+    if dtype.names is not None:
+        if _RGB_FIELDS <= set(dtype.names):
+            return
+        fields = ", ".join(f"'{name}'" for name in dtype.names)
+        raise _refuse(
+            path,
+            f"it holds records with the fields {fields} ({dtype}), not numbers; atomstat "
+            "reads records only as colour pixels with the fields 'R', 'G' and 'B'",
+        )
+    if dtype.kind not in "biufc":
+        kind = _DTYPE_KINDS.get(dtype.kind, "non-numeric")
+        raise _refuse(path, f"it holds {kind} values ({dtype}), not numbers")
 
 
 def _luminance(red, green, blue):
@@ -377,6 +429,7 @@ def _what(signal) -> str:
 def _validate(signal, path: Path):
     """Refuse what is not one image or one stack; return it as a Signal2D."""
     data, sig_dim = signal.data, signal.axes_manager.signal_dimension
+    _check_dtype(data.dtype, path)
     what = _what(signal)
     if np.issubdtype(data.dtype, np.complexfloating):
         raise _refuse(path, f"it is {what}; atomstat needs real intensities, e.g. the modulus")

@@ -438,3 +438,124 @@ def test_sidecar_wins_over_metadata_inside_the_file(tmp_path):
     assert load(path).axes_manager.signal_axes[0].scale == pytest.approx(0.1)
     (tmp_path / "scan.json").write_text(json.dumps({"fov": [6.4], "fov_units": "nm"}))
     assert load(path).axes_manager.signal_axes[0].scale == pytest.approx(0.2)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (np.array([["ab", "cd"]] * 32 * 16).reshape(32, 32), ("text values (<U2)",)),
+        (np.zeros((32, 32), dtype="datetime64[D]"), ("date/time values", "datetime64[D]")),
+    ],
+)
+def test_npy_of_text_or_dates_is_refused(tmp_path, data, words):
+    path = tmp_path / "labels.npy"
+    np.save(path, data)
+    _assert_refused(path, *words, "not numbers")
+
+
+def test_npy_of_records_other_than_rgb_is_refused(tmp_path):
+    path = tmp_path / "records.npy"
+    np.save(path, np.zeros((32, 32), dtype=[("a", "f4"), ("b", "i4")]))
+    _assert_refused(path, "records with the fields 'a', 'b'", "not numbers")
+
+
+def test_npy_of_rgb_records_becomes_luminance(tmp_path):
+    data = np.zeros((32, 40), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1"), ("A", "u1")])
+    data["G"] = 100
+    path = tmp_path / "colour.npy"
+    np.save(path, data)
+    np.testing.assert_allclose(load(path).data, 58.7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["4d.npy", "4d.h5"])
+def test_lazy_four_d_dataset_is_refused_like_the_eager_one(tmp_path, name):
+    path = tmp_path / name
+    data = _image((2, 2, 32, 32))
+    if name.endswith(".npy"):
+        np.save(path, data)
+    else:
+        with h5py.File(path, "w") as file:
+            file["data"] = data
+    what = "4-D dataset of shape (2, 2, 32, 32)"
+    assert _assert_refused(path, what) == _assert_refused(path, what, lazy=True)
+
+
+def test_single_number_is_not_called_a_spectrum(tmp_path):
+    path = tmp_path / "scalar.npy"
+    np.save(path, np.float32(3.5))
+    message = _assert_refused(path, "a single number (0-D)", "needs one 2-D image")
+    assert "spectrum" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{not json", ("not readable JSON",)),
+        ("[1, 2]", ("holds [1, 2]", "not a JSON object")),
+        ('{"pixel_size": "big"}', ('pixel_size="big"', "not a number")),
+        ('{"pixel_size": NaN}', ("pixel_size=NaN", "not a number")),
+        ('{"pixel_size": true}', ("pixel_size=true", "not a number")),
+        ('{"fov": ["a", "b"]}', ('fov=["a", "b"]', "not a number")),
+        ('{"pixel_size": 1e999}', ("pixel_size=Infinity", "not a number")),
+    ],
+)
+def test_unusable_sidecar_is_ignored_with_a_warning(tmp_path, caplog, text, words):
+    path = tmp_path / "haadf.npy"
+    np.save(path, _image())
+    (tmp_path / "haadf.json").write_text(text)
+    with caplog.at_level(logging.WARNING, logger="atomstat.calibration"):
+        signal = load(path)
+    assert [a.units for a in signal.axes_manager.signal_axes] == ["px", "px"]
+    assert "haadf.json" in caplog.text
+    for word in words:
+        assert word in caplog.text, caplog.text
+
+
+def test_bad_sidecar_value_falls_back_to_the_calibration_inside_the_file(tmp_path, caplog):
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w") as file:
+        file["image"] = _image((32, 32))
+        file.attrs["metadata"] = json.dumps({"fov": 3.2})
+    (tmp_path / "scan.json").write_text(json.dumps({"pixel_size": "big"}))
+    with caplog.at_level(logging.WARNING, logger="atomstat.calibration"):
+        axis = load(path).axes_manager.signal_axes[0]
+    assert (axis.scale, axis.units) == (pytest.approx(0.1), "nm")
+    assert "scan.json" in caplog.text and "pixel_size" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["one.npy", "one.png", "one.h5"])
+def test_channel_of_a_file_without_channels_is_refused(tmp_path, name):
+    path = tmp_path / name
+    data = _image((32, 40), np.uint8)
+    if name.endswith(".npy"):
+        np.save(path, data)
+    elif name.endswith(".png"):
+        Image.fromarray(data).save(path)
+    else:
+        with h5py.File(path, "w") as file:
+            file["image"] = data
+    _assert_refused(path, "no channel 'HAADF'", "an image of 40x32 pixels", channel="HAADF")
+
+
+@pytest.mark.parametrize(("title", "words"), [("", ["untitled"]), ("BF", ["'BF'"])])
+def test_channel_that_a_single_signal_file_lacks_is_refused(tmp_path, title, words):
+    signal = _signal(_image())
+    signal.metadata.General.title = title
+    path = _saved(tmp_path, "one.hspy", signal)
+    _assert_refused(path, "'nonexistent'", *words, "image of 40x32 pixels", channel="nonexistent")
+
+
+def test_channel_matching_the_title_of_a_single_signal_file(tmp_path):
+    signal = _signal(_image())
+    signal.metadata.General.title = "HAADF detector"
+    path = _saved(tmp_path, "one.hspy", signal)
+    assert load(path, channel="haadf").metadata.General.title == "one.hspy: HAADF detector"
+
+
+@pytest.mark.parametrize("value", [None, np.zeros((64, 64)), 3])
+def test_load_takes_a_path_not_an_array(value):
+    with pytest.raises(TypeError, match=r"load\(\) takes a file path.*pass arrays to analyze\(\)"):
+        load(value)
