@@ -45,8 +45,17 @@ class LabelSet:
 
     Parameters
     ----------
-    classes : mapping of name to colour, or iterable of names, optional
+    classes : mapping of name to colour, iterable of names, or str, optional
         Classes to start with; colours default to :data:`PALETTE` in turn.
+        A single string is one class name (``LabelSet("dopant")``), not
+        one class per character.
+
+    Raises
+    ------
+    TypeError
+        If ``classes`` is none of these (a number, for example).
+    ValueError
+        If a class name is empty or not a string, or a colour is not a colour.
 
     Examples
     --------
@@ -65,10 +74,7 @@ class LabelSet:
         self._undo: list[tuple[str, dict]] = []
         self._redo: list[tuple[str, dict]] = []
         self._observers: list[Callable] = []
-        items = (
-            classes.items() if isinstance(classes, Mapping) else ((c, None) for c in classes or ())
-        )
-        for name, color in items:
+        for name, color in _class_items(classes):
             self._state["classes"][_name(name)] = _hex(color or self._next_color())
 
     # ------------------------------------------------------------------ classes
@@ -183,8 +189,12 @@ class LabelSet:
         return s["manual"][key] if key in s["manual"] else s["auto"].get(key)
 
     def labels(self, index) -> pd.Series:
-        """Label of every atom in ``index`` (categorical, NaN where none), named ``label``."""
-        index = pd.Index(index)
+        """Label of every atom in ``index`` (categorical, NaN where none), named ``label``.
+
+        ``index`` is a collection of atom ids, e.g. ``atoms.index``; for one
+        atom use :meth:`label_of`.
+        """
+        index = _as_index(index)
         s = self._state
         merged = {**s["auto"], **s["manual"]}
         values = [merged.get(k) for k in _ids(index)]
@@ -193,7 +203,7 @@ class LabelSet:
 
     def sources(self, index) -> pd.Series:
         """Where each label comes from: "manual", "auto" or "" (none), named ``label_source``."""
-        index = pd.Index(index)
+        index = _as_index(index)
         s = self._state
         out = [
             "manual" if k in s["manual"] else "auto" if k in s["auto"] else "" for k in _ids(index)
@@ -210,7 +220,18 @@ class LabelSet:
         return {c: len(self.ids(c)) for c in self._state["classes"]}
 
     def apply(self, atoms: pd.DataFrame) -> pd.DataFrame:
-        """A copy of ``atoms`` with the ``label`` and ``label_source`` columns."""
+        """A copy of ``atoms`` with the ``label`` and ``label_source`` columns.
+
+        Raises
+        ------
+        TypeError
+            If ``atoms`` is not the atoms table (a DataFrame), or its index
+            does not hold integer atom ids.
+        """
+        if not isinstance(atoms, pd.DataFrame):
+            raise TypeError(
+                f"atoms must be the atoms table (a DataFrame), got {type(atoms).__name__}"
+            )
         out = atoms.copy()
         out["label"] = self.labels(atoms.index).array  # categorical: the classes in order
         out["label_source"] = self.sources(atoms.index).to_numpy()
@@ -285,6 +306,12 @@ class LabelSet:
         old one: ids without a partner lose their label; classes and colours stay.
         The new set starts with an empty history.
 
+        Raises
+        ------
+        TypeError
+            If ``mapping`` is not a mapping (a dict or a pandas Series) of
+            integer atom ids.
+
         Examples
         --------
         >>> labels = LabelSet({"dopant": "#d55e00"})
@@ -292,6 +319,14 @@ class LabelSet:
         >>> labels.remapped({3: 30, 5: 50}).ids("dopant")
         [30]
         """
+        if isinstance(mapping, pd.Series):
+            mapping = mapping.to_dict()
+        if not isinstance(mapping, Mapping):
+            raise TypeError(
+                "mapping must map old atom ids to new ones (a dict or a Series), "
+                f"got {type(mapping).__name__}"
+            )
+        mapping = dict(zip(_ids(list(mapping)), _ids(list(mapping.values())), strict=True))
         data = self.to_dict()
         for layer in ("auto", "manual"):
             data[layer] = [[mapping[k], v] for k, v in data[layer] if k in mapping]
@@ -356,6 +391,34 @@ class _Change:
 
 def _copy(state):
     return {k: dict(v) for k, v in state.items()}
+
+
+def _class_items(classes):
+    """``(name, colour or None)`` pairs of the ``classes`` argument of :class:`LabelSet`."""
+    if classes is None:
+        return []
+    if isinstance(classes, str):  # one class name, not one class per character
+        return [(classes, None)]
+    if isinstance(classes, Mapping):
+        return list(classes.items())
+    if isinstance(classes, Iterable):
+        return [(c, None) for c in classes]
+    raise TypeError(
+        "classes must be a mapping of name to colour, class names or one name, "
+        f"got {classes!r} ({type(classes).__name__})"
+    )
+
+
+def _as_index(index) -> pd.Index:
+    """Atom ids as an Index; refuse None, strings and single ids, naming the argument."""
+    if isinstance(index, pd.Index):
+        return index
+    if index is None or isinstance(index, str | bytes | Mapping) or np.ndim(index) == 0:
+        raise TypeError(
+            "index must be a collection of atom ids (e.g. atoms.index), "
+            f"got {type(index).__name__}; for one atom use label_of()"
+        )
+    return pd.Index(index)
 
 
 def _name(name) -> str:

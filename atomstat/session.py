@@ -143,7 +143,10 @@ def load_session(path, *, check_source: bool = True) -> Session:
     Raises
     ------
     ValueError
-        If the file is not an atomstat session.
+        If the file is not an atomstat session, or is a damaged one (a
+        missing table, a column without dtype or of an unknown dtype,
+        columns of other lengths than the index...); the message names the
+        file and what is wrong.
     """
     path = Path(path)
     try:
@@ -152,20 +155,42 @@ def load_session(path, *, check_source: bool = True) -> Session:
         raise ValueError(f"{path} is not a session file (not JSON: {exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{path} is not an atomstat session file")
-    if doc.get("version", 0) > VERSION:
-        raise ValueError(f"{path} has session version {doc['version']}; this atomstat reads 1")
+    version = doc.get("version", 0)
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise ValueError(f"{path} has session version {version}; this atomstat reads {VERSION}")
+    try:
+        session = _session_from_json(doc)
+    except ValueError as exc:
+        raise ValueError(f"{path} is a damaged atomstat session: {exc}") from None
+    if check_source:
+        session.source_changed = _source_changed(session.source)
+    if session.source_changed:
+        log.warning(
+            "the source file %s changed since the session was saved", session.source.get("path")
+        )
+    return session
+
+
+def _session_from_json(doc: dict) -> Session:
+    """The session in a parsed session file; a ValueError says what is damaged."""
+    version = doc.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"'version' must be an integer, got {version!r}")
+    if "table" not in doc:
+        raise ValueError("it holds no 'table'")
     atoms = _table_from_json(doc["table"])
-    atoms.attrs.update(doc.get("attrs", {}))
+    attrs = doc.get("attrs") or {}
     source = doc.get("source") or {}
-    changed = _source_changed(source) if check_source else None
-    if changed:
-        log.warning("the source file %s changed since the session was saved", source.get("path"))
+    for key, value in (("attrs", attrs), ("source", source)):
+        if not isinstance(value, dict):
+            raise ValueError(f"{key!r} must be a JSON object, got {type(value).__name__}")
+    atoms.attrs.update(attrs)
+    labels = LabelSet.from_dict(doc.get("labels") or {"classes": {}, "auto": [], "manual": []})
     return Session(
         atoms=atoms,
-        labels=LabelSet.from_dict(doc.get("labels") or {"classes": {}, "auto": [], "manual": []}),
+        labels=labels,
         params=doc.get("params", {}),
         source=source,
-        source_changed=changed,
         saved=doc.get("saved", ""),
     )
 
@@ -216,22 +241,43 @@ def _column_values(col: pd.Series) -> list:
     raise TypeError(f"column {col.name!r} has dtype {col.dtype}, which a session cannot store")
 
 
-def _table_from_json(table: dict) -> pd.DataFrame:
+def _table_from_json(table) -> pd.DataFrame:
+    """The table of :func:`_table_to_json`; a ValueError names the damaged part."""
+    if not (
+        isinstance(table, dict)
+        and isinstance(table.get("index"), dict)
+        and isinstance(table.get("columns"), list)
+    ):
+        raise ValueError("'table' must hold an 'index' and a list of 'columns'")
+    index = pd.Index(_restore(table["index"], "the index"), name=table["index"].get("name"))
     data = {}
-    for entry in table["columns"]:
-        data[entry["name"]] = _restore(entry)
-    index = pd.Index(_restore(table["index"]), name=table["index"]["name"])
+    for i, entry in enumerate(table["columns"]):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            raise ValueError(f"column {i} has no name")
+        if name in data:
+            raise ValueError(f"column {name!r} appears twice")
+        values = _restore(entry, f"column {name!r}")
+        if len(values) != len(index):
+            raise ValueError(f"column {name!r} has {len(values)} values for {len(index)} atoms")
+        data[name] = values
     return pd.DataFrame(data, index=index)
 
 
-def _restore(entry):
+def _restore(entry: dict, what: str):
+    """The values of one stored column (or the index); a ValueError names ``what``."""
+    if not isinstance(entry.get("dtype"), str) or not isinstance(entry.get("values"), list):
+        raise ValueError(f"{what} needs a 'dtype' and a list of 'values'")
     dtype, values = entry["dtype"], entry["values"]
-    if dtype == "category":
-        cats, ordered = entry["categories"], entry.get("ordered", False)
-        return pd.Categorical.from_codes(values, categories=cats, ordered=ordered)
-    kind = pd.api.types.pandas_dtype(dtype).kind
-    if kind == "O":  # object and str columns
-        return pd.array(values, dtype=dtype)
-    if kind == "f":
-        return np.array([np.nan if v is None else float(v) for v in values], dtype=dtype)
-    return np.array(values, dtype=dtype)
+    try:
+        if dtype == "category":
+            cats, ordered = entry["categories"], entry.get("ordered", False)
+            return pd.Categorical.from_codes(values, categories=cats, ordered=ordered)
+        kind = pd.api.types.pandas_dtype(dtype).kind
+        if kind == "O":  # object and str columns
+            return pd.array(values, dtype=dtype)
+        if kind == "f":
+            return np.array([np.nan if v is None else float(v) for v in values], dtype=dtype)
+        return np.array(values, dtype=dtype)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{what} ({dtype}) cannot be restored: {exc}") from None

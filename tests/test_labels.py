@@ -218,3 +218,33 @@ def test_remapped_moves_labels_to_new_ids_and_drops_the_unmatched():
     assert moved.classes == labels.classes
     assert not moved.can_undo
     assert labels.ids("dopant") == [1, 4]  # the original is unchanged
+
+
+def test_a_string_is_one_class_name_not_one_class_per_character():
+    assert list(LabelSet("dopant").classes) == ["dopant"]
+    assert list(LabelSet(["dopant", "adatom"]).classes) == ["dopant", "adatom"]
+    assert LabelSet().classes == {} and LabelSet(None).classes == {}
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: LabelSet(3), "classes"),
+        (lambda: LabelSet().apply(None), "atoms"),
+        (lambda: LabelSet().apply(np.zeros(3)), "atoms"),
+        (lambda: LabelSet().labels(None), "index"),
+        (lambda: LabelSet().labels(5), "index"),
+        (lambda: LabelSet().sources(None), "index"),
+        (lambda: LabelSet().remapped(None), "mapping"),
+        (lambda: LabelSet().remapped({1: 2.5}), "integers"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_named(call, name):
+    with pytest.raises(TypeError, match=name):
+        call()
+
+
+def test_remapped_takes_a_series_as_the_mapping():
+    labels = LabelSet()
+    labels.set_manual([1, 2], "adatom")
+    assert labels.remapped(pd.Series({1: 10, 2: 20})).ids("adatom") == [10, 20]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..table import validate_atoms
 from .atoms import _FIG_WIDTH, _aspect, show_image
 
 __all__ = [
@@ -31,7 +32,8 @@ def label_groups(atoms: pd.DataFrame, labels=None) -> tuple[pd.Series, dict]:
         of a column (``"anomaly"``, ``"cluster"``, ``"label"``...); or a
         Series aligned on the atom ids. Booleans give one class named after
         the Series; integers (clusters) give ``"<name> <k>"`` with -1 as no
-        class.
+        class; text gives one class per name. Floats are classes only when
+        they are whole numbers (integers with gaps).
 
     Returns
     -------
@@ -39,6 +41,14 @@ def label_groups(atoms: pd.DataFrame, labels=None) -> tuple[pd.Series, dict]:
         Class name per atom (None for no class), aligned to ``atoms.index``.
     colors : dict
         Class name -> colour, in legend order.
+
+    Raises
+    ------
+    TypeError
+        If ``atoms`` is not a DataFrame, ``labels`` is none of these kinds,
+        or it holds measurements (floats such as ``"x"``) rather than classes.
+    ValueError
+        If ``labels`` names no column of ``atoms``.
 
     Examples
     --------
@@ -51,6 +61,7 @@ def label_groups(atoms: pd.DataFrame, labels=None) -> tuple[pd.Series, dict]:
     """
     from ..labels import PALETTE, LabelSet
 
+    validate_atoms(atoms, required=())
     if labels is None:
         return pd.Series(None, index=atoms.index, dtype=object), {}
     if isinstance(labels, LabelSet):
@@ -69,8 +80,8 @@ def label_groups(atoms: pd.DataFrame, labels=None) -> tuple[pd.Series, dict]:
     title = labels.name if isinstance(labels.name, str) else "label"
     if pd.api.types.is_bool_dtype(labels):
         names = labels.map({True: title, False: None})
-    elif pd.api.types.is_integer_dtype(labels):
-        names = labels.map(lambda v: None if pd.isna(v) or v < 0 else f"{title} {v}")
+    elif pd.api.types.is_integer_dtype(labels) or _whole_floats(labels, title):
+        names = labels.map(lambda v: None if pd.isna(v) or v < 0 else f"{title} {int(v)}")
     else:
         names = labels.astype(object).map(lambda v: None if pd.isna(v) else str(v))
     names = names.astype(object).where(names.notna(), None)
@@ -122,6 +133,7 @@ def plot_labels(
         raise ValueError(f"style must be 'markers', 'ellipses' or 'contours', got {style!r}")
     if style == "contours" and prob is None:
         raise ValueError("style='contours' needs the probability map: pass prob=")
+    validate_atoms(atoms, required=("x", "y"))
     image, ax = show_image(image, ax=ax)
     names, colors = label_groups(atoms, labels)
     ring = _ring_diameter(atoms)
@@ -166,6 +178,7 @@ def plot_descriptors(
     """
     import matplotlib.pyplot as plt
 
+    validate_atoms(atoms, required=())
     for name in (x, y):
         if name not in atoms.columns:
             raise ValueError(f"no column {name!r} in the atoms table")
@@ -214,12 +227,22 @@ def annotated_figure(
     Returns
     -------
     fig : matplotlib Figure
+
+    Raises
+    ------
+    TypeError
+        If ``atoms`` is not a DataFrame or ``labels`` is none of the kinds
+        :func:`label_groups` takes.
+    ValueError
+        If ``image`` is not 2-D or ``atoms`` lacks ``x`` or ``y``.
     """
     import matplotlib.pyplot as plt
 
     image = np.asarray(image, dtype=float)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D (H, W), got shape {image.shape}")
+    validate_atoms(atoms, required=("x", "y"))
+    label_groups(atoms, labels)  # refuse bad labels before a figure is made
     if "frame" in atoms and atoms["frame"].nunique() > 1:
         atoms = atoms[atoms["frame"] == atoms["frame"].min()]
     if scatter is None:
@@ -288,6 +311,20 @@ def nice_length(target: float) -> float:
     power = 10.0 ** np.floor(np.log10(target))
     step = max(s for s in (1, 2, 5) if s * power <= target * (1 + 1e-9))
     return float(round(step * power, 12))
+
+
+def _whole_floats(labels: pd.Series, title: str) -> bool:
+    """True for floats that are whole numbers (class numbers, NaN for none); refuse others."""
+    if not pd.api.types.is_float_dtype(labels):
+        return False
+    values = labels.to_numpy(float)
+    values = values[np.isfinite(values)]
+    if np.any(values != np.round(values)):
+        raise TypeError(
+            f"labels {title!r} holds measurements (floats such as {values[0]:g}), not classes: "
+            "pass a LabelSet, None, or a column of booleans, integers or names"
+        )
+    return True
 
 
 def _natural(name):
