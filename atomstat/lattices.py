@@ -1,10 +1,21 @@
-"""Lattice geometry: atom positions of the lattice kinds, with no hard periodic constraint."""
+"""Lattice geometry: atom positions of the lattice kinds, with no hard periodic constraint.
+
+Also the argument checks that the simulators (:mod:`atomstat.simulate`, :mod:`atomstat.movie`,
+:mod:`atomstat.molecule_scenes`) share: each error names the argument and what was wrong.
+"""
 
 from __future__ import annotations
+
+import math
+import numbers
 
 import numpy as np
 
 __all__ = ["LATTICES", "lattice_points"]
+
+#: Most points a simulator lays out at once (about 2 GB of scratch memory); more means a
+#: spacing far too small for the area, and is refused rather than run out of memory.
+MAX_POINTS = 20_000_000
 
 LATTICES = (
     "square",
@@ -18,6 +29,110 @@ LATTICES = (
 )
 
 
+# ------------------------------------------------------------------ argument checks
+# Shared by the simulators (simulate, movie, molecule_scenes): each names what it refuses.
+
+
+def _number(
+    name,
+    value,
+    *,
+    low=None,
+    high=None,
+    low_open=False,
+    high_open=False,
+    integer=False,
+    note="",
+):
+    """``value`` unchanged, refused unless a finite number (an integer where asked) in range.
+
+    Raises
+    ------
+    TypeError
+        Naming ``name``, when ``value`` is not a real number (a bool, a string, None, an
+        array), or not an integer where ``integer`` is set.
+    ValueError
+        Naming ``name`` and the range (``note`` added), when ``value`` is NaN, infinite or
+        outside [low, high] (an open end where ``low_open`` or ``high_open``).
+
+    Examples
+    --------
+    >>> _number("sigma", 2.0, low=0, low_open=True)
+    2.0
+    >>> _number("Stem.dose", -1, low=0, low_open=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: Stem.dose must be a finite number > 0, got -1
+    """
+    kind = "an integer" if integer else "a finite number"
+    wanted = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool | np.bool_) or not isinstance(value, wanted):
+        raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if below or above or not (integer or math.isfinite(value)):
+        if low is not None and high is not None:
+            where = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            where = f" {'>' if low_open else '>='} {low:g}"
+        else:
+            where = "" if high is None else f" {'<' if high_open else '<='} {high:g}"
+        raise ValueError(f"{name} must be {kind}{where}{note}, got {value!r}")
+    return value
+
+
+def _shape(shape, smallest):
+    """``shape`` as (H, W) Python ints, both at least ``smallest`` px.
+
+    Raises
+    ------
+    ValueError
+        When ``shape`` is not two integers (64.5 is refused) or a side is too small.
+    """
+    try:
+        sides = tuple(shape)
+    except TypeError:
+        sides = ()
+    if not (
+        len(sides) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in sides)
+        and min(sides) >= smallest
+    ):
+        raise ValueError(
+            f"shape must be (H, W), two integers both at least {smallest} px, got {shape!r}"
+        )
+    return int(sides[0]), int(sides[1])
+
+
+def _generator(rng):
+    """``numpy.random.default_rng(rng)``, refusing what is not a seed.
+
+    Raises
+    ------
+    TypeError
+        When ``rng`` is not None, a non-negative int, a Generator (or a SeedSequence or
+        BitGenerator).
+    """
+    seeds = np.random.Generator | np.random.BitGenerator | np.random.SeedSequence
+    fine = rng is None or isinstance(rng, seeds)
+    fine |= isinstance(rng, numbers.Integral) and not isinstance(rng, bool | np.bool_) and rng >= 0
+    if not fine:
+        raise TypeError(
+            f"rng must be None, an int (>= 0) or a numpy Generator, got {rng!r} "
+            f"({type(rng).__name__})"
+        )
+    return np.random.default_rng(rng)
+
+
+def _check_count(n, what, advice):
+    """Refuse to lay out more than :data:`MAX_POINTS` points (``what`` says which)."""
+    if n > MAX_POINTS:
+        raise ValueError(
+            f"{what} would hold about {n:.2g} points, more than {MAX_POINTS:.0e}: {advice}"
+        )
+
+
+# ------------------------------------------------------------------ geometry
 def _rot(deg):
     t = np.deg2rad(deg)
     return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
@@ -78,16 +193,34 @@ def lattice_points(kind, shape, spacing, *, rotation=0.0, rng=None, margin=None,
     points : ndarray of shape (N, 2)
     site : ndarray of shape (N,), only when ``sites`` is True
 
+    Raises
+    ------
+    ValueError
+        For an unknown kind, a shape that is not two positive integers, a spacing that is
+        not a finite positive number, a rotation that is not finite, a negative margin,
+        or a spacing so small for the area that the lattice would exceed
+        :data:`MAX_POINTS` points.
+    TypeError
+        When a number or ``rng`` is of the wrong type.
+
     Examples
     --------
     >>> pts = lattice_points("square", (64, 64), 16.0, rng=0)
     >>> bool(((pts > -33) & (pts < 97)).all())
     True
     """
-    rng = np.random.default_rng(rng)
-    h, w = shape
-    margin = 2 * spacing if margin is None else margin
+    rng = _generator(rng)
+    h, w = _shape(shape, 1)
+    _number("spacing", spacing, low=0, low_open=True)
+    _number("rotation", rotation)
+    margin = 2 * spacing if margin is None else _number("margin", margin, low=0)
+    if kind not in LATTICES:
+        raise ValueError(f"unknown lattice kind {kind!r}; choose from {LATTICES}")
+    what = f"the {kind} lattice of spacing {spacing:g} px over {h} x {w} px (margin {margin:g})"
+    advice = "raise spacing (or lower margin)"
     if kind == "amorphous":
+        step = 0.85 * spacing * 1.05
+        _check_count((h + 2 * margin) / step * (w + 2 * margin) / step, what, advice)
         pts = _poisson_disc((h + 2 * margin, w + 2 * margin), 0.85 * spacing, rng) - margin
         return (pts, np.zeros(len(pts), int)) if sites else pts
     vecs, offsets = _basis(kind, spacing, rng)
@@ -97,6 +230,7 @@ def lattice_points(kind, shape, spacing, *, rotation=0.0, rng=None, margin=None,
     offsets = offsets @ rot.T
     radius = np.hypot(h, w) / 2 + margin
     nmax = int(np.ceil(radius / min(np.linalg.norm(vecs, axis=1) * 0.5))) + 2
+    _check_count((2 * nmax + 1) ** 2 * len(offsets), what, advice)
     i, j = np.meshgrid(np.arange(-nmax, nmax + 1), np.arange(-nmax, nmax + 1), indexing="ij")
     cells = i.reshape(-1, 1) * vecs[0] + j.reshape(-1, 1) * vecs[1]
     pts = (cells[:, None, :] + offsets[None, :, :]).reshape(-1, 2)

@@ -31,7 +31,7 @@ import pandas as pd
 
 from .gaussians import render
 from .imaging import stm_image
-from .lattices import lattice_points
+from .lattices import _generator, _number, _shape, lattice_points
 from .simulate import Stm
 from .table import make_atoms
 
@@ -92,15 +92,15 @@ def simulate_molecules(
     Parameters
     ----------
     shape : tuple of int
-        (H, W) in px.
+        (H, W) in px, both at least 16.
     fold : int
         Blobs on the circle of each molecule (its rotational symmetry).
     spacing : float
         Distance between neighbouring molecule centres (px).
     radius : float
-        Radius of the circle of blobs (px).
+        Radius of the circle of blobs (px), at most half the smaller side.
     sigma : float
-        Gaussian width of a blob (px).
+        Gaussian width of a blob (px), at most half the smaller side.
     centre : float
         Amplitude of a blob at each molecule's centre relative to the others
         (0 for none).
@@ -123,6 +123,19 @@ def simulate_molecules(
     -------
     MoleculeScene
 
+    Raises
+    ------
+    ValueError
+        Naming the parameter: a shape that is not two integers of at least 16 px; a
+        fold below 1; a number that is NaN or infinite; a spacing, sigma or
+        substrate_spacing that is not positive; a negative radius, centre, jitter or
+        substrate; a radius or sigma above half the smaller side; switching outside
+        [0, 1]; an unknown switch; a spacing so small that the lattice would exceed
+        ``lattices.MAX_POINTS`` points.
+    TypeError
+        When ``imaging`` is not an :class:`~atomstat.simulate.Stm`, a number is not a
+        number (``fold`` not an integer) or ``rng`` is not None, an int or a Generator.
+
     Examples
     --------
     >>> scene = simulate_molecules((128, 128), rng=0)
@@ -132,8 +145,20 @@ def simulate_molecules(
     >>> bool((scene.blobs.groupby("molecule").size()[inner] == 3).all())
     True
     """
-    rng = np.random.default_rng(rng)
-    _check(shape, fold, spacing, radius, sigma, centre, switching, switch, substrate)
+    rng = _generator(rng)
+    shape = _check(
+        shape,
+        switch,
+        fold=fold,
+        spacing=spacing,
+        radius=radius,
+        sigma=sigma,
+        centre=centre,
+        switching=switching,
+        jitter=jitter,
+        substrate=substrate,
+        substrate_spacing=substrate_spacing,
+    )
     imaging = Stm(noise=0.08, scars=3, tilt=1.0) if imaging is None else imaging
     if not isinstance(imaging, Stm):
         raise TypeError(f"imaging must be an Stm instance, got {type(imaging).__name__}")
@@ -149,21 +174,27 @@ def simulate_molecules(
     return MoleculeScene(image.astype(np.float32), molecules, blobs, clean.astype(np.float32))
 
 
-def _check(shape, fold, spacing, radius, sigma, centre, switching, switch, substrate):
-    if len(shape) != 2 or min(shape) < 16:
-        raise ValueError(f"shape must be (H, W) with both at least 16 px, got {shape}")
-    if not isinstance(fold, int | np.integer) or fold < 1:
-        raise ValueError(f"fold must be a positive integer, got {fold!r}")
-    if not (spacing > 0 and radius >= 0 and sigma > 0):
-        raise ValueError(
-            f"spacing and sigma must be positive and radius >= 0, got {spacing}, {sigma}, {radius}"
-        )
-    if not 0 <= switching <= 1:
-        raise ValueError(f"switching must be a fraction in [0, 1], got {switching!r}")
-    if switch not in SWITCH_KINDS:
+def _check(shape, switch, **values):
+    """Check the arguments of :func:`simulate_molecules`; return the shape as two ints."""
+    shape = _shape(shape, 16)
+    positive = {"low": 0, "low_open": True}
+    within = {"high": min(shape) / 2, "note": " (half the smaller side)"}
+    ranges = {
+        "fold": {"low": 1, "integer": True},
+        "spacing": positive,
+        "radius": {"low": 0} | within,
+        "sigma": positive | within,
+        "centre": {"low": 0},
+        "switching": {"low": 0, "high": 1},
+        "jitter": {"low": 0},
+        "substrate": {"low": 0},
+        "substrate_spacing": positive,
+    }
+    for name, limits in ranges.items():
+        _number(name, values[name], **limits)
+    if not isinstance(switch, str) or switch not in SWITCH_KINDS:
         raise ValueError(f"switch must be one of {SWITCH_KINDS}, got {switch!r}")
-    if centre < 0 or substrate < 0:
-        raise ValueError(f"centre and substrate must be >= 0, got {centre}, {substrate}")
+    return shape
 
 
 def _place_molecules(shape, fold, spacing, radius, sigma, jitter, rng):

@@ -23,7 +23,8 @@ import pandas as pd
 
 from .gaussians import render
 from .imaging import stem_image
-from .simulate import Stem
+from .lattices import _check_count, _generator, _number, _shape
+from .simulate import _DOSE, Stem
 from .table import make_atoms
 
 __all__ = ["Movie", "dumbbell_lattice", "simulate_movie"]
@@ -31,6 +32,10 @@ __all__ = ["Movie", "dumbbell_lattice", "simulate_movie"]
 #: Si[110]: the cell's c/a ratio ([001] over [1-10]) and a over the dumbbell separation.
 SI_ASPECT = np.sqrt(2.0)
 SI_SPACING_PER_SEPARATION = 3.84 / 1.36
+
+#: The sample may drift at most this many frame widths (``drift * (n_frames - 1)`` over the
+#: larger side): the simulated sample covers the whole path.
+MAX_DRIFT_WIDTHS = 10
 
 
 @dataclass
@@ -92,7 +97,7 @@ def simulate_movie(
     n_frames : int
         Number of frames.
     shape : tuple of int
-        (H, W) of a frame in px.
+        (H, W) of a frame in px, both at least 16.
     separation : float
         Distance between the two columns of a dumbbell (px).
     spacing : float
@@ -101,11 +106,11 @@ def simulate_movie(
         ``spacing = 2.82 * separation``; the default 40 px gives about 58
         dumbbells in 256 x 256 px, about 35 px apart.
     sigma : float
-        Gaussian width of a column (px).
+        Gaussian width of a column (px), at most half the smaller side.
     dose : float
-        Counts at a column's peak (Poisson noise).
+        Counts at a column's peak (Poisson noise), in (0, 1e9].
     background : float
-        Background as a fraction of the column peak.
+        Background as a fraction of the column peak, in [0, 1000].
     angle : float
         Mean dumbbell angle (degrees, counter-clockwise as displayed) before
         the lattice rotation; 90 puts the dumbbells along [001], vertical.
@@ -116,7 +121,9 @@ def simulate_movie(
     rotation : float
         Lattice rotation (degrees, counter-clockwise as displayed).
     drift : float
-        Typical drift per frame (px); each step is drawn around it.
+        Typical drift per frame (px); each step is drawn around it. The total,
+        ``drift * (n_frames - 1)``, may be at most :data:`MAX_DRIFT_WIDTHS` (10)
+        times the frame's larger side.
     drift_max : float
         Largest drift in one frame (px).
     turn : float
@@ -129,6 +136,21 @@ def simulate_movie(
     -------
     Movie
 
+    Raises
+    ------
+    ValueError
+        Naming the parameter: ``n_frames`` below 1; a shape that is not two integers
+        of at least 16 px; a number that is NaN or infinite; a separation, sigma or dose
+        that is not positive (sigma at most half the smaller side, dose at most 1e9); a
+        spacing not above twice the separation; a negative background, angle_spread,
+        angle_step, turn or jitter (or a jitter above the spacing); a drift outside
+        [0, drift_max]; a total drift of more than ``MAX_DRIFT_WIDTHS`` frame widths; a
+        spacing so small that the sample would exceed ``lattices.MAX_POINTS`` dumbbells
+        (times frames).
+    TypeError
+        When a number is not a number (``n_frames`` not an integer) or ``rng`` is not
+        None, an int or a Generator.
+
     Examples
     --------
     >>> movie = simulate_movie(3, shape=(96, 96), rng=0)
@@ -137,8 +159,24 @@ def simulate_movie(
     >>> sorted(movie.dumbbells.columns[:6])
     ['angle', 'dumbbell', 'frame', 'separation', 'x', 'y']
     """
-    _check(n_frames, shape, separation, spacing, sigma, dose, drift, drift_max)
-    rng = np.random.default_rng(rng)
+    shape = _check(
+        n_frames,
+        shape,
+        separation=separation,
+        spacing=spacing,
+        sigma=sigma,
+        dose=dose,
+        background=background,
+        angle=angle,
+        angle_spread=angle_spread,
+        angle_step=angle_step,
+        rotation=rotation,
+        drift=drift,
+        drift_max=drift_max,
+        turn=turn,
+        jitter=jitter,
+    )
+    rng = _generator(rng)
     steps = _drift_steps(n_frames, drift, drift_max, turn, rng)
     offsets = np.vstack([np.zeros(2), np.cumsum(steps, axis=0)])  # (T, 2)
     h, w = shape
@@ -148,6 +186,11 @@ def simulate_movie(
     # Sample coordinates covering every view: sample point p is at p + offsets[t] in frame t.
     centres = dumbbell_lattice(size, spacing, rotation=rotation, rng=rng) - (high + margin)
     n = len(centres)
+    _check_count(
+        n * n_frames,
+        f"{n} dumbbells over {n_frames} frames",
+        "raise spacing, or lower n_frames, shape or drift",
+    )
     angles = (angle + rotation + rng.normal(0, angle_spread, n))[None, :] + np.cumsum(
         np.vstack([np.zeros(n), rng.normal(0, angle_step, (n_frames - 1, n))]), axis=0
     )
@@ -197,18 +240,33 @@ def dumbbell_lattice(size, spacing: float, *, rotation: float = 0.0, rng=None) -
     centres : ndarray of shape (N, 2)
         (x, y) in px.
 
+    Raises
+    ------
+    ValueError
+        When a side of ``size`` or ``spacing`` is not a finite positive number, the
+        rotation is not finite, or the spacing is so small for the area that the
+        lattice would exceed ``lattices.MAX_POINTS`` points.
+
     Examples
     --------
     >>> pts = dumbbell_lattice((100, 100), 40.0, rng=0)
     >>> bool(len(pts) >= 2 * 100 * 100 / (40 * 40 * 1.42))
     True
     """
-    rng = np.random.default_rng(rng)
+    rng = _generator(rng)
     h, w = size
+    for name, value in (("size[0]", h), ("size[1]", w), ("spacing", spacing)):
+        _number(name, value, low=0, low_open=True)
+    _number("rotation", rotation)
     a, c = spacing, spacing * SI_ASPECT
     t = np.deg2rad(-rotation)  # y points down: negate for "counter-clockwise as displayed"
     rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
     reach = int(np.ceil(np.hypot(h, w) / min(a, c))) + 2
+    _check_count(
+        2 * (2 * reach + 1) ** 2,
+        f"a dumbbell lattice of spacing {spacing:g} px over {h:g} x {w:g} px",
+        "raise spacing",
+    )
     i, j = np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1))
     cells = np.column_stack([i.ravel() * a, j.ravel() * c])
     pts = np.concatenate([cells, cells + [a / 2, c / 2]]) + rng.uniform(0, 1, 2) * [a, c]
@@ -217,22 +275,47 @@ def dumbbell_lattice(size, spacing: float, *, rotation: float = 0.0, rng=None) -
     return pts[keep]
 
 
-def _check(n_frames, shape, separation, spacing, sigma, dose, drift, drift_max):
-    if not (isinstance(n_frames, int | np.integer) and n_frames >= 1):
-        raise ValueError(f"n_frames must be a positive integer, got {n_frames!r}")
-    if len(shape) != 2 or min(shape) < 16:
-        raise ValueError(f"shape must be (H, W) with both at least 16 px, got {shape!r}")
-    for name, value in (("separation", separation), ("sigma", sigma), ("dose", dose)):
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if not (np.isfinite(spacing) and spacing > 2 * separation):
+def _check(n_frames, shape, **values):
+    """Check the arguments of :func:`simulate_movie`; return the shape as two ints."""
+    _number("n_frames", n_frames, low=1, integer=True)
+    shape = _shape(shape, 16)
+    half = min(shape) / 2
+    positive = {"low": 0, "low_open": True}
+    ranges = {
+        "separation": positive,
+        "spacing": positive,
+        "sigma": positive | {"high": half, "note": " (half the smaller side)"},
+        "dose": _DOSE,
+        "background": {"low": 0, "high": 1e3},
+        "angle": {},
+        "angle_spread": {"low": 0},
+        "angle_step": {"low": 0},
+        "rotation": {},
+        "drift": {"low": 0},
+        "drift_max": {"low": 0},
+        "turn": {"low": 0},
+        "jitter": {"low": 0, "high": values["spacing"], "note": " (the spacing)"},
+    }
+    for name, limits in ranges.items():
+        _number(name, values[name], **limits)
+    separation, spacing = values["separation"], values["spacing"]
+    drift, drift_max = values["drift"], values["drift_max"]
+    if not spacing > 2 * separation:
         raise ValueError(
             f"spacing must exceed twice the separation ({2 * separation:g} px), got {spacing!r}"
         )
-    if not (0 <= drift <= drift_max):
+    if not drift <= drift_max:
         raise ValueError(
             f"drift must be between 0 and drift_max, got drift={drift!r}, drift_max={drift_max!r}"
         )
+    total, widest = drift * (n_frames - 1), MAX_DRIFT_WIDTHS * max(shape)
+    if total > widest:
+        raise ValueError(
+            f"drift {drift:g} px per frame over {n_frames} frames moves the sample {total:g} px: "
+            f"at most {MAX_DRIFT_WIDTHS} frame widths ({widest} px) are allowed; "
+            "lower drift or n_frames"
+        )
+    return shape
 
 
 def _drift_steps(n_frames, drift, drift_max, turn, rng):

@@ -14,14 +14,22 @@ produces, so tests read "find these known things".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
 
 from .gaussians import render
 from .imaging import render_truth, stem_image, stm_clean, stm_image, target_mask
-from .lattices import LATTICES, _poisson_disc, _rot, lattice_points
+from .lattices import (
+    LATTICES,
+    _generator,
+    _number,
+    _poisson_disc,
+    _rot,
+    _shape,
+    lattice_points,
+)
 from .table import make_atoms
 
 __all__ = [
@@ -39,6 +47,33 @@ __all__ = [
 
 
 SPECIES = ("host", "dopant", "adatom", "host2")
+
+# Ranges of the settings' fields (keyword arguments of ``lattices._number``).
+_FRACTION = {"low": 0, "high": 1}
+_NONNEGATIVE = {"low": 0}
+_COUNT = {"low": 0, "integer": True}
+#: Intensity ratios (to the host column), the dose and the background are bounded so that
+#: the Poisson draw stays far inside what numpy can draw.
+_RATIO = {"low": 0, "high": 1e3, "low_open": True}
+_DOSE = {"low": 0, "high": 1e9, "low_open": True}
+_WIDTH = {"low": 0, "high": 5, "low_open": True}
+
+
+def _check_fields(settings, **ranges):
+    """Check the numeric fields of a settings dataclass; a field whose default is None may
+    also be None.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the class and the field, e.g. ``Stem.dose must be a finite number in
+        (0, 1e+09], got 0``.
+    """
+    optional = {f.name for f in fields(settings) if f.default is None}
+    for name, limits in ranges.items():
+        value = getattr(settings, name)
+        if not (value is None and name in optional):
+            _number(f"{type(settings).__name__}.{name}", value, **limits)
 
 
 @dataclass
@@ -78,6 +113,15 @@ class Defects:
     sites, dim (``adatom_ratio``) and broad (``adatom_width``).
     ``strain`` is the amplitude of a smooth displacement field, as a fraction
     of the spacing; ``jitter`` the per-atom random displacement in px.
+
+    Raises
+    ------
+    ValueError
+        Unless ``vacancies``, ``dopants``, ``adatoms`` and ``strain`` are in [0, 1], the
+        ratios in (0, 1000] (``dopant_ratio`` may be None), the widths in (0, 5] and
+        ``jitter`` a finite number >= 0.
+    TypeError
+        When a field is not a number.
     """
 
     vacancies: float = 0.02
@@ -90,6 +134,20 @@ class Defects:
     strain: float = 0.0
     jitter: float = 0.3
 
+    def __post_init__(self):
+        _check_fields(
+            self,
+            vacancies=_FRACTION,
+            dopants=_FRACTION,
+            dopant_ratio=_RATIO,
+            dopant_width=_WIDTH,
+            adatoms=_FRACTION,
+            adatom_ratio=_RATIO,
+            adatom_width=_WIDTH,
+            strain=_FRACTION,
+            jitter=_NONNEGATIVE,
+        )
+
 
 @dataclass
 class Stem:
@@ -98,6 +156,15 @@ class Stem:
     ``background`` is a fraction of the host peak; ``blur`` an extra probe
     blur (px); ``scan_jitter`` the rms row shift (px); ``drift`` the size of a
     linear drift distortion (shear and stretch, as fractions).
+
+    Raises
+    ------
+    ValueError
+        Unless ``dose`` is in (0, 1e9], ``background`` in [0, 1000], ``drift`` in
+        [0, 1] and ``blur`` and ``scan_jitter`` finite numbers >= 0 (at most half the
+        image's smaller side, checked by :func:`simulate_lattice`).
+    TypeError
+        When a field is not a number.
     """
 
     dose: float = 100.0
@@ -105,6 +172,16 @@ class Stem:
     blur: float = 0.0
     scan_jitter: float = 0.0
     drift: float = 0.0
+
+    def __post_init__(self):
+        _check_fields(
+            self,
+            dose=_DOSE,
+            background={"low": 0, "high": 1e3},
+            blur=_NONNEGATIVE,
+            scan_jitter=_NONNEGATIVE,
+            drift=_FRACTION,
+        )
 
 
 @dataclass
@@ -116,6 +193,15 @@ class Stm:
     the number of streaks; ``tilt`` the plane slope over the image relative
     to the host height; ``tip_change`` the row fraction after which the tip
     is blunter (None for no change).
+
+    Raises
+    ------
+    ValueError
+        Unless ``noise`` and ``tilt`` are finite numbers >= 0, ``charge`` is in [0, 1]
+        (heights stay positive), ``scars`` an integer >= 0 and ``tip_change`` None or in
+        [0, 1].
+    TypeError
+        When a field is not a number (``scars`` not an integer).
     """
 
     noise: float = 0.1
@@ -124,16 +210,50 @@ class Stm:
     tilt: float = 1.0
     tip_change: float | None = None
 
+    def __post_init__(self):
+        _check_fields(
+            self,
+            noise=_NONNEGATIVE,
+            charge=_FRACTION,
+            scars=_COUNT,
+            tilt=_NONNEGATIVE,
+            tip_change=_FRACTION,
+        )
+
 
 @dataclass
 class Regions:
     """Non-lattice regions: a second phase across a straight interface,
-    vacuum holes or an edge, and amorphous patches."""
+    vacuum holes or an edge, and amorphous patches.
+
+    ``interface`` is the lattice kind of the second phase (one of :data:`LATTICES`, None
+    for none); ``holes`` and ``amorphous`` are numbers of patches; ``edge`` cuts the
+    sample along a random line.
+
+    Raises
+    ------
+    ValueError
+        When ``interface`` is not None or a lattice kind, or a count is negative.
+    TypeError
+        When a count is not an integer or ``edge`` is not a bool.
+    """
 
     interface: str | None = None
     holes: int = 0
     edge: bool = False
     amorphous: int = 0
+
+    def __post_init__(self):
+        if self.interface is not None and (
+            not isinstance(self.interface, str) or self.interface not in LATTICES
+        ):
+            raise ValueError(
+                f"Regions.interface must be None or a lattice kind {LATTICES}, "
+                f"got {self.interface!r}"
+            )
+        if not isinstance(self.edge, bool | np.bool_):
+            raise TypeError(f"Regions.edge must be True or False, got {self.edge!r}")
+        _check_fields(self, holes=_COUNT, amorphous=_COUNT)
 
 
 def simulate_lattice(
@@ -157,16 +277,17 @@ def simulate_lattice(
     kind : str
         Lattice kind, one of :data:`LATTICES`.
     shape : tuple of int
-        (H, W) in px.
+        (H, W) in px, both at least 8.
     spacing : float
         Nearest-neighbour distance (px); for ``dumbbell`` the separation of
         the two columns of a dumbbell.
     sigma : float
-        Gaussian width of a host column (px).
+        Gaussian width of a host column (px), at most half the smaller side.
     rotation : float, optional
         Lattice rotation in degrees; random when None.
     ellipticity : float
-        Column ellipticity: sigma_x = sigma * (1 + e), sigma_y = sigma / (1 + e).
+        Column ellipticity in (-1, 1): sigma_x = sigma * (1 + e),
+        sigma_y = sigma / (1 + e).
     sublattice_ratio : float
         Intensity of the second basis site relative to the first, for lattices
         with two sites (honeycomb, centred rectangular, dumbbell): about
@@ -181,6 +302,21 @@ def simulate_lattice(
     -------
     Simulation
 
+    Raises
+    ------
+    ValueError
+        Naming the parameter: an unknown kind; a shape that is not two integers of at
+        least 8 px; a spacing that is not finite and positive (or so small that the
+        lattice would exceed ``lattices.MAX_POINTS`` points); a sigma outside
+        (0, min(shape) / 2]; a rotation that is not finite; an ellipticity outside
+        (-1, 1); a sublattice_ratio outside (0, 1000]; columns (sigma times the
+        ellipticity and the dopant or adatom widths) or a STEM blur or scan jitter wider
+        than half the smaller side; a ``Defects.jitter`` above the spacing.
+    TypeError
+        When ``defects``, ``imaging`` or ``regions`` is not a :class:`Defects`,
+        :class:`Stem` or :class:`Stm`, :class:`Regions` (or None), a number is not a
+        number, or ``rng`` is not None, an int or a Generator.
+
     Examples
     --------
     >>> sim = simulate_lattice("hexagonal", shape=(128, 128), spacing=14, rng=1)
@@ -189,18 +325,21 @@ def simulate_lattice(
     >>> bool(len(sim.atoms) > 50)
     True
     """
-    rng = np.random.default_rng(rng)
-    if kind not in LATTICES:
+    rng = _generator(rng)
+    if not isinstance(kind, str) or kind not in LATTICES:
         raise ValueError(f"unknown lattice kind {kind!r}; choose from {LATTICES}")
-    if len(shape) != 2 or min(shape) < 8:
-        raise ValueError(f"shape must be (H, W) with both at least 8 px, got {shape}")
-    if not (spacing > 0 and sigma > 0):
-        raise ValueError(f"spacing and sigma must be positive, got {spacing}, {sigma}")
-    if not sublattice_ratio > 0:
-        raise ValueError(f"sublattice_ratio must be positive, got {sublattice_ratio}")
-    defects = Defects() if defects is None else defects
-    imaging = Stem() if imaging is None else imaging
-    regions = Regions() if regions is None else regions
+    shape = _shape(shape, 8)
+    half = min(shape) / 2
+    _number("spacing", spacing, low=0, low_open=True)
+    _number("sigma", sigma, low=0, high=half, low_open=True, note=" (half the smaller side)")
+    if rotation is not None:
+        _number("rotation", rotation)
+    _number("ellipticity", ellipticity, low=-1, high=1, low_open=True, high_open=True)
+    _number("sublattice_ratio", sublattice_ratio, **_RATIO)
+    defects = _settings("defects", defects, Defects)
+    imaging = _settings("imaging", imaging, Stem | Stm, Stem)
+    regions = _settings("regions", regions, Regions)
+    _check_scene(half, spacing, sigma, ellipticity, defects, imaging)
     rotation = rng.uniform(0, 180) if rotation is None else rotation
     truth = _place_atoms(
         kind, shape, spacing, sigma, rotation, ellipticity, sublattice_ratio, defects, regions, rng
@@ -210,11 +349,9 @@ def simulate_lattice(
         clean, peak, who = render_truth(truth, shape)
         image = stem_image(clean, imaging, rng)
         mask = target_mask(truth, peak, who)
-    elif isinstance(imaging, Stm):
+    else:
         clean, mask = stm_clean(truth, shape, imaging, rng)
         image = stm_image(clean, imaging, rng)
-    else:
-        raise TypeError(f"imaging must be a Stem or Stm instance, got {type(imaging).__name__}")
     inside = (truth.x > -0.5) & (truth.x < shape[1] - 0.5) & (truth.y > -0.5)
     inside &= truth.y < shape[0] - 0.5
     atoms = make_atoms({c: truth[c].to_numpy() for c in truth.columns if c != "id"})
@@ -223,6 +360,43 @@ def simulate_lattice(
     return Simulation(
         image.astype(np.float32), atoms, mask.astype(np.uint8), clean.astype(np.float32)
     )
+
+
+def _settings(name, value, kind, default=None):
+    """``value``, or a default ``kind()`` for None; TypeError naming the class otherwise."""
+    if value is None:
+        return (default or kind)()
+    if not isinstance(value, kind):
+        names = " or ".join(k.__name__ for k in getattr(kind, "__args__", (kind,)))
+        raise TypeError(f"{name} must be a {names} instance or None, got {type(value).__name__}")
+    return value
+
+
+def _check_scene(half, spacing, sigma, ellipticity, defects, imaging):
+    """Refuse blobs and blurs wider than half the image (the render windows and filters
+    grow with them: a sigma of 1e4 px asks for tens of GB) and a jitter above the spacing
+    (it scatters the atoms out of the image)."""
+    _number("Defects.jitter", defects.jitter, low=0, high=spacing, note=" (the spacing)")
+    widths = [1.0]
+    widths += [defects.dopant_width] if defects.dopants > 0 else []
+    widths += [defects.adatom_width] if defects.adatoms > 0 else []
+    e = 1.0 + ellipticity
+    widest = sigma * max(e, 1 / e) * max(widths)
+    if widest > half:
+        raise ValueError(
+            f"the widest column would be {widest:g} px (sigma {sigma:g} times the ellipticity "
+            f"{ellipticity:g} and the dopant or adatom width): at most half the smaller side, "
+            f"{half:g} px"
+        )
+    if isinstance(imaging, Stem):
+        for name in ("blur", "scan_jitter"):
+            _number(
+                f"Stem.{name}",
+                getattr(imaging, name),
+                low=0,
+                high=half,
+                note=" (half the smaller side)",
+            )
 
 
 def _place_atoms(kind, shape, spacing, sigma, rotation, ellipticity, ratio, defects, regions, rng):
@@ -400,7 +574,7 @@ def random_scene(
     """
     if not 0 < stm_spacing[0] <= stm_spacing[1]:
         raise ValueError(f"stm_spacing must be (low, high) in atom widths, got {stm_spacing!r}")
-    rng = np.random.default_rng(rng)
+    rng = _generator(rng)
     mode = mode or ("stem" if rng.random() < 0.75 else "stm")
     if mode not in ("stem", "stm"):
         raise ValueError(f"mode must be 'stem' or 'stm', got {mode!r}")

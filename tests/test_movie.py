@@ -10,6 +10,8 @@ import atomstat
 import atomstat.movie
 from atomstat.movie import dumbbell_lattice, simulate_movie
 
+INF, NAN = float("inf"), float("nan")
+
 
 @pytest.fixture(scope="module")
 def movie():
@@ -104,11 +106,69 @@ def test_dumbbell_lattice_is_centred_rectangular():
         ({"spacing": 20.0}, "spacing"),
         ({"dose": 0.0}, "dose"),
         ({"drift": 20.0}, "drift"),
+        ({"angle_spread": -1.0}, "angle_spread must be a finite number >= 0"),
+        ({"angle_step": NAN}, "angle_step must be"),
+        ({"jitter": -1.0}, "jitter must be a finite number in"),
+        ({"jitter": 100.0}, r"jitter must be .* \(the spacing\)"),
+        ({"background": NAN}, "background must be a finite number"),
+        ({"background": -1.0}, "background must be"),
+        ({"turn": NAN}, "turn must be a finite number"),
+        ({"turn": -5.0}, "turn must be"),
+        ({"angle": INF}, "angle must be"),
+        ({"rotation": NAN}, "rotation must be"),
+        ({"dose": 1e30}, "dose must be"),
+        ({"sigma": 40.0}, r"sigma must be .*\(half the smaller side\)"),
+        ({"drift_max": INF, "drift": 12.0}, "drift_max must be"),
+        ({"shape": (64.5, 64)}, "shape must be"),
+        # 1000 px per frame takes the view 16 frame widths away (2e6 px allocated 19 GiB)
+        ({"drift": 1000.0, "drift_max": 2000.0}, "at most 10 frame widths"),
+        ({"n_frames": 41, "drift": 17.0}, "moves the sample 680 px: at most 10 frame widths"),
     ],
 )
 def test_bad_arguments(kwargs, name):
+    args = {"n_frames": 2, "shape": (64, 64)} | kwargs
     with pytest.raises(ValueError, match=name):
-        simulate_movie(**kwargs)
+        simulate_movie(**args)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"n_frames": 2.0}, "n_frames must be an integer"), ({"rng": "x"}, "rng must be None")],
+)
+def test_bad_argument_types(kwargs, name):
+    with pytest.raises(TypeError, match=name):
+        simulate_movie(**({"n_frames": 2, "shape": (64, 64)} | kwargs))
+
+
+def test_the_longest_allowed_drift_still_simulates():
+    movie = simulate_movie(41, shape=(64, 64), drift=16.0, rng=0)  # 640 px: 10 frame widths
+    assert movie.frames.shape == (41, 64, 64)
+
+
+def test_too_many_dumbbells_are_refused_before_allocating(monkeypatch):
+    import atomstat.lattices as lattices
+
+    monkeypatch.setattr(lattices, "MAX_POINTS", 2_000)
+    with pytest.raises(ValueError, match="dumbbell lattice of spacing 3 px .*raise spacing"):
+        simulate_movie(2, shape=(64, 64), separation=1.0, spacing=3.0, sigma=1.0, jitter=0.0)
+    with pytest.raises(ValueError, match="dumbbells over 40 frames .*lower n_frames"):
+        simulate_movie(40, shape=(200, 200), drift=1.0, rng=0)
+    with pytest.raises(ValueError, match="raise spacing"):
+        dumbbell_lattice((400, 400), 2.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (((100, 100), 0.0), ValueError, "spacing must be a finite number > 0"),
+        (((NAN, 100), 40.0), ValueError, r"size\[0\] must be"),
+        (((100, 100), 40.0, NAN), ValueError, "rotation must be"),
+    ],
+)
+def test_dumbbell_lattice_refuses_bad_arguments(args, error, match):
+    size, spacing, *rotation = args
+    with pytest.raises(error, match=match):
+        dumbbell_lattice(size, spacing, rotation=rotation[0] if rotation else 0.0)
 
 
 # ------------------------------------------------------------------ stacks: lazy, chunked

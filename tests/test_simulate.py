@@ -443,3 +443,158 @@ def test_model_card_renders_from_a_training_record():
     assert "STM spacings (3.3, 5.0) atom widths" in _markdown("stm", meta)  # the shipped run's
     del meta["config"]["stm_spacing"]  # a record from before the setting existed
     assert "STM spacings (3.3, 5.9) atom widths" in _markdown("stm", meta)
+
+
+# ------------------------------------------------------------------ bad input: clear errors
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"shape": (64.5, 64)}, ValueError, r"shape must be \(H, W\), two integers"),
+        ({"shape": 64}, ValueError, "shape must be"),
+        ({"spacing": INF}, ValueError, "spacing must be a finite number > 0, got inf"),
+        ({"spacing": "16"}, TypeError, "spacing must be a finite number, got '16'"),
+        ({"sigma": INF}, ValueError, "sigma must be a finite number in"),
+        ({"sigma": 40.0}, ValueError, r"sigma must be a finite number in \(0, 32\]"),
+        ({"rotation": NAN}, ValueError, "rotation must be a finite number, got nan"),
+        ({"ellipticity": NAN}, ValueError, r"ellipticity must be a finite number in \(-1, 1\)"),
+        ({"ellipticity": -1}, ValueError, "ellipticity must be"),
+        ({"ellipticity": -2}, ValueError, "ellipticity must be"),
+        ({"ellipticity": -0.95}, ValueError, "widest column would be 40 px"),
+        ({"sublattice_ratio": NAN}, ValueError, "sublattice_ratio must be"),
+        ({"defects": Defects(adatoms=0.1, adatom_width=5.0), "sigma": 8.0}, ValueError, "widest"),
+        ({"defects": Defects(jitter=20.0)}, ValueError, r"Defects\.jitter .*\(the spacing\)"),
+        ({"imaging": Stem(blur=100.0)}, ValueError, "Stem.blur must be"),
+        ({"imaging": Stem(scan_jitter=1e6)}, ValueError, "Stem.scan_jitter must be"),
+        ({"defects": 3}, TypeError, "defects must be a Defects instance"),
+        ({"regions": 3}, TypeError, "regions must be a Regions instance"),
+        ({"imaging": "stem"}, TypeError, "imaging must be a Stem or Stm instance"),
+        ({"rng": "x"}, TypeError, "rng must be None, an int .*or a numpy Generator"),
+        ({"rng": -1}, TypeError, "rng must be None"),
+        ({"rng": 1.5}, TypeError, "rng must be None"),
+    ],
+)
+def test_bad_lattice_arguments_are_refused_naming_them(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        simulate_lattice("square", **({"shape": (64, 64), "spacing": 16.0} | kwargs))
+
+
+def test_a_spacing_far_too_small_for_the_image_is_refused_before_allocating(monkeypatch):
+    """A lattice that would exceed MAX_POINTS points is refused, not run out of memory
+    (spacing 1e-3 px on 64 x 64 px would ask for tens of GB)."""
+    import atomstat.lattices as lattices
+
+    monkeypatch.setattr(lattices, "MAX_POINTS", 2_000)
+    for kind in ("square", "amorphous"):
+        with pytest.raises(ValueError, match=f"the {kind} lattice of spacing 1 px .*raise spacing"):
+            simulate_lattice(kind, shape=(64, 64), spacing=1.0, defects=PERFECT)
+    with pytest.raises(ValueError, match="spacing 1 px"):
+        lattice_points("hexagonal", (64, 64), 1.0)
+    assert len(simulate_lattice("square", shape=(64, 64), spacing=8.0, rng=0).atoms) > 40
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"rotation": NAN}, ValueError, "rotation must be a finite number"),
+        ({"spacing": 0.0}, ValueError, "spacing must be a finite number > 0"),
+        ({"margin": -1.0}, ValueError, "margin must be a finite number >= 0"),
+        ({"shape": (64.5, 64)}, ValueError, "shape must be"),
+        ({"rng": "x"}, TypeError, "rng must be None"),
+    ],
+)
+def test_lattice_points_refuses_bad_arguments(kwargs, error, match):
+    args = {"shape": (64, 64), "spacing": 8.0} | kwargs
+    shape, spacing = args.pop("shape"), args.pop("spacing")
+    with pytest.raises(error, match=match):
+        lattice_points("square", shape, spacing, **args)
+
+
+@pytest.mark.parametrize(
+    ("cls", "field", "value", "error"),
+    [
+        (Defects, "vacancies", 2, ValueError),
+        (Defects, "vacancies", -0.5, ValueError),
+        (Defects, "vacancies", NAN, ValueError),
+        (Defects, "dopants", 1.5, ValueError),
+        (Defects, "dopants", "0.1", TypeError),
+        (Defects, "dopant_ratio", 0.0, ValueError),
+        (Defects, "dopant_ratio", INF, ValueError),
+        (Defects, "dopant_width", 0.0, ValueError),
+        (Defects, "dopant_width", 50.0, ValueError),
+        (Defects, "adatoms", -0.1, ValueError),
+        (Defects, "adatom_ratio", -1.0, ValueError),
+        (Defects, "adatom_width", NAN, ValueError),
+        (Defects, "strain", -0.1, ValueError),
+        (Defects, "strain", 3.0, ValueError),
+        (Defects, "jitter", -1.0, ValueError),
+        (Defects, "jitter", INF, ValueError),
+        (Stem, "dose", 0, ValueError),
+        (Stem, "dose", -1, ValueError),
+        (Stem, "dose", NAN, ValueError),
+        (Stem, "dose", 1e30, ValueError),
+        (Stem, "dose", None, TypeError),
+        (Stem, "background", -1.0, ValueError),
+        (Stem, "background", NAN, ValueError),
+        (Stem, "blur", -1.0, ValueError),
+        (Stem, "scan_jitter", NAN, ValueError),
+        (Stem, "drift", -0.1, ValueError),
+        (Stem, "drift", 2.0, ValueError),
+        (Stm, "noise", -1, ValueError),
+        (Stm, "noise", NAN, ValueError),
+        (Stm, "charge", 1.5, ValueError),
+        (Stm, "scars", -1, ValueError),
+        (Stm, "scars", 2.5, TypeError),
+        (Stm, "tilt", INF, ValueError),
+        (Stm, "tip_change", 1.5, ValueError),
+        (Regions, "holes", -1, ValueError),
+        (Regions, "holes", 1.5, TypeError),
+        (Regions, "amorphous", -2, ValueError),
+        (Regions, "interface", "kagome", ValueError),
+        (Regions, "interface", 3, ValueError),
+        (Regions, "edge", "no", TypeError),
+    ],
+)
+def test_settings_refuse_bad_fields_naming_them(cls, field, value, error):
+    with pytest.raises(error, match=rf"{cls.__name__}\.{field} must be"):
+        cls(**{field: value})
+
+
+def test_settings_accept_their_defaults_none_and_numpy_numbers():
+    for cls in (Defects, Stem, Stm, Regions):
+        cls()
+    Defects(dopant_ratio=None, vacancies=np.float32(0.1), jitter=np.float64(0.0))
+    Stm(tip_change=None, scars=np.int64(3))
+    Regions(interface="hexagonal", holes=np.int64(2), edge=np.bool_(True), amorphous=1)
+    Stem(dose=np.float64(5000.0), drift=1.0)
+    sim = simulate_lattice("square", shape=(48, 48), spacing=8.0, rng=np.int64(3))
+    assert sim.image.shape == (48, 48)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"jitter": -1.0}, ValueError, "jitter must be a finite number >= 0, got -1"),
+        ({"jitter": NAN}, ValueError, "jitter must be a finite number >= 0, got nan"),
+        ({"substrate_spacing": 0}, ValueError, "substrate_spacing must be a finite number > 0"),
+        ({"substrate_spacing": -1}, ValueError, "substrate_spacing must be"),
+        ({"spacing": INF}, ValueError, "spacing must be a finite number > 0"),
+        ({"radius": 100.0}, ValueError, r"radius must be a finite number in \[0, 48\]"),
+        ({"sigma": NAN}, ValueError, "sigma must be"),
+        ({"centre": -0.5}, ValueError, "centre must be"),
+        ({"substrate": NAN}, ValueError, "substrate must be"),
+        ({"switching": NAN}, ValueError, "switching must be"),
+        ({"fold": 2.5}, TypeError, "fold must be an integer"),
+        ({"shape": (96.5, 96)}, ValueError, "shape must be"),
+        ({"rng": "x"}, TypeError, "rng must be None"),
+    ],
+)
+def test_simulate_molecules_refuses_bad_numbers_naming_them(kwargs, error, match):
+    from atomstat.molecule_scenes import simulate_molecules
+
+    args = {"shape": (96, 96)} | kwargs
+    with pytest.raises(error, match=match):
+        simulate_molecules(args.pop("shape"), **args)
