@@ -21,23 +21,48 @@ log = logging.getLogger("atomstat")
 def _train(args) -> int:
     from .fcn.train import TrainConfig, train
 
-    config = TrainConfig(
-        width=args.width,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        patch=args.patch,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        batchnorm=not args.no_batchnorm,
-        init=args.init,
-        dose=tuple(args.dose),
-        upsampled=args.upsampled,
-        stm_fraction=args.stm_fraction,
-        stm_spacing=tuple(args.stm_spacing),
-        command="atomstat " + shlex.join(sys.argv[1:]),
-    )
-    train(config, args.out)
+    try:
+        config = TrainConfig(
+            width=args.width,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            patch=args.patch,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            batchnorm=not args.no_batchnorm,
+            init=args.init,
+            dose=tuple(args.dose),
+            upsampled=args.upsampled,
+            stm_fraction=args.stm_fraction,
+            stm_spacing=tuple(args.stm_spacing),
+            command="atomstat " + shlex.join(sys.argv[1:]),
+        )
+    except ValueError as exc:  # the field names are the options without "--"
+        log.error("cannot train: %s", exc)
+        return 1
+    try:
+        train(config, args.out)
+    except (ValueError, OSError) as exc:  # e.g. an --init checkpoint of another architecture
+        log.error("training %s failed: %s", args.out, exc)
+        return 1
     return 0
+
+
+def output_folder(path, name="--out"):
+    """Make the output folder ``path`` (the option ``name``); None, with one line logged,
+    when it cannot be made, e.g. because a file has that name."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        log.error("%s %s is a file, not a folder", name, path)
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.error("%s %s: cannot make the folder: %s", name, path, exc)
+        return None
+    return path
 
 
 def _analyze(args) -> int:
@@ -51,8 +76,9 @@ def _analyze(args) -> int:
     from .pipeline import analyze
     from .plot import save_overlay
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
+    if out is None:
+        return 1
     failed = []
     for name in tqdm(args.files, desc="files", unit="file", disable=len(args.files) < 2):
         try:
@@ -129,10 +155,29 @@ def _evaluate(args) -> int:
     from pathlib import Path
 
     from .fcn.card import evaluate, write_card
+    from .fcn.predict import load_model
 
     out = Path(args.model).with_suffix("")
-    heldout = evaluate(str(out.with_suffix(".keras")), n_images=args.images, progress=True)
-    card = write_card(out, heldout, evaluate_command="atomstat " + shlex.join(sys.argv[1:]))
+    model, record = out.with_suffix(".keras"), out.with_suffix(".train.json")
+    # Check all that write_card needs before the long evaluation, not after it.
+    if not model.is_file():
+        log.error("cannot evaluate: model file %s does not exist", model)
+        return 1
+    if not record.is_file():
+        log.error(
+            "cannot evaluate %s: its training record %s does not exist (the card is written "
+            "from it; evaluate the models written by atomstat train)",
+            model,
+            record,
+        )
+        return 1
+    try:
+        load_model(str(model))
+        heldout = evaluate(str(model), n_images=args.images, progress=True)
+        card = write_card(out, heldout, evaluate_command="atomstat " + shlex.join(sys.argv[1:]))
+    except (ValueError, OSError) as exc:
+        log.error("cannot evaluate %s: %s", model, exc)
+        return 1
     log.info("held-out F1 %.4f, RMSE %.3f px; card: %s", heldout["f1"], heldout["rmse_px"], card)
     return 0
 
@@ -147,8 +192,9 @@ def _track(args) -> int:
     from .io import load
     from .track import get_drift, track
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
+    if out is None:
+        return 1
     stem = Path(args.movie).stem
     try:
         signal = load(args.movie, lazy=True)  # frames are read chunk by chunk
@@ -172,6 +218,15 @@ def _track(args) -> int:
         tracks = track(table, images=signal, search_range=args.search_range, memory=args.memory)
     except (AtomstatError, ValueError, OSError) as exc:
         log.error("cannot track %s: %s", args.movie, exc)
+        return 1
+    unknown = sorted(set(args.particles or ()) - set(tracks["particle"])) if args.dumbbells else []
+    if unknown:
+        log.error(
+            "--particles: no track %s in %s; its tracks are numbered 0 to %d",
+            ", ".join(map(str, unknown)),
+            args.movie,
+            tracks["particle"].max() if len(tracks) else -1,
+        )
         return 1
     write_csv(tracks, out / f"{stem}_tracks.csv")
     write_csv(get_drift(tracks), out / f"{stem}_drift.csv")
@@ -278,10 +333,12 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the FCN on simulated images")
     t.add_argument("--out", required=True, help="output path without suffix, e.g. models/universal")
-    t.add_argument("--steps", type=int, default=6000)
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--patch", type=int, default=128, help="training image side (px)")
-    t.add_argument("--width", type=int, default=20, help="kernels in the first block")
+    t.add_argument("--steps", type=int_range(1), default=6000)
+    t.add_argument("--batch-size", type=int_range(1), default=16)
+    t.add_argument(
+        "--patch", type=int, default=128, help="training image side (px; a multiple of 4, >= 32)"
+    )
+    t.add_argument("--width", type=int_range(1), default=20, help="kernels in the first block")
     t.add_argument("--learning-rate", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument(
@@ -324,7 +381,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score a trained model on held-out scenes, write its card")
     e.add_argument("model", help="the .keras file written by atomstat train")
-    e.add_argument("--images", type=int, default=120, help="held-out scenes (default 120)")
+    e.add_argument("--images", type=int_range(1), default=120, help="held-out scenes (default 120)")
     e.set_defaults(func=_evaluate)
 
     _track_parser(sub)
@@ -381,6 +438,22 @@ def _probability(text):
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
     return value
+
+
+def int_range(low, high=None):
+    """An argparse type: an integer in [low, high] (no upper end when ``high`` is None)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
+        return value
+
+    return parse
 
 
 def _ids(text):

@@ -44,8 +44,11 @@ def _run(args) -> int:
     if not notebook.is_file():
         log.error("%s not found: the dashboard runs from a clone of atomstat", notebook)
         return 2
-    data_dir = Path(args.data_dir).expanduser().resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    from .cli import output_folder
+
+    data_dir = output_folder(Path(args.data_dir).expanduser().resolve(), "DATA_DIR")
+    if data_dir is None:
+        return 1
     command = dashboard_command(
         notebook, host=args.host, port=args.port, cull_idle_timeout=args.cull_idle_timeout,
         cull_interval=args.cull_interval,
@@ -63,6 +66,8 @@ def _run(args) -> int:
 
 def add_parser(sub) -> None:
     """Add the ``dashboard`` subcommand to the ``atomstat`` parser."""
+    from .cli import int_range
+
     d = sub.add_parser("dashboard", help="serve the browser dashboard (Voila)")
     d.add_argument(
         "data_dir",
@@ -72,13 +77,15 @@ def add_parser(sub) -> None:
         help="folder the dashboard may open files from and export to (default: .)",
     )
     d.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to share the link")
-    d.add_argument("--port", type=int, default=8866)
+    d.add_argument("--port", type=int_range(1, 65535), default=8866, help="1-65535 (default 8866)")
     d.add_argument(
         "--cull-idle-timeout",
-        type=int,
+        type=int_range(0),
         default=1800,
         help="stop kernels idle this long, in s (default 1800)",
     )
-    d.add_argument("--cull-interval", type=int, default=60, help="check every N s (default 60)")
+    d.add_argument(
+        "--cull-interval", type=int_range(1), default=60, help="check every N s (default 60)"
+    )
     d.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     d.set_defaults(func=_run)  # fmt: skip

@@ -66,8 +66,10 @@ def track(
     Raises
     ------
     ValueError
-        If a column is missing, ``search_range`` or ``memory`` is invalid,
-        or ``images`` does not cover the frames.
+        If a column is missing, ``x``, ``y`` or the drift hold NaN or inf,
+        ``search_range`` or ``memory`` is invalid or ``search_range`` is too
+        large for the density of features, or ``images`` does not cover the
+        frames.
 
     Examples
     --------
@@ -86,6 +88,7 @@ def track(
     from .table import validate_atoms
 
     validate_atoms(table)
+    _check_finite(table, ("x", "y"), "table")
     if not (isinstance(memory, int | np.integer) and memory >= 0):
         raise ValueError(f"memory must be a non-negative integer, got {memory!r}")
     if search_range is not None and not (np.isfinite(search_range) and search_range > 0):
@@ -130,6 +133,7 @@ def get_drift(tracks: pd.DataFrame) -> pd.DataFrame:
 def _link(table, drift, search_range, memory):
     """trackpy.link on drift-corrected positions; particle ids for the rows of ``table``."""
     import trackpy
+    from trackpy.linking import SubnetOversizeException
 
     frames = table["frame"].to_numpy()
     dx = drift["dx"].reindex(frames).to_numpy()
@@ -139,16 +143,23 @@ def _link(table, drift, search_range, memory):
     )
     if not len(aligned):
         return np.empty(0, np.int64)
-    with _quiet_trackpy():
-        # A crowded subnet shrinks the search range for itself instead of failing.
-        linked = trackpy.link(
-            aligned,
-            search_range,
-            memory=memory,
-            t_column="frame",
-            adaptive_stop=0.1 * search_range,
-            adaptive_step=0.9,
-        )
+    try:
+        with _quiet_trackpy():
+            # A crowded subnet shrinks the search range for itself instead of failing.
+            linked = trackpy.link(
+                aligned,
+                search_range,
+                memory=memory,
+                t_column="frame",
+                adaptive_stop=0.1 * search_range,
+                adaptive_step=0.9,
+            )
+    except SubnetOversizeException:
+        raise ValueError(
+            f"search_range {search_range:g} px is too large for these features (spacing "
+            f"{_spacing(table, required=False):.3g} px): each one has too many candidates "
+            "to link to; pass a search_range below the spacing, or None for the default"
+        ) from None
     particle = linked["particle"].reindex(aligned.index).to_numpy()
     return _renumber(particle, aligned)
 
@@ -182,4 +193,22 @@ def _check_drift(drift, table):
     missing = sorted(set(table["frame"].unique()) - set(drift.index))
     if missing:
         raise ValueError(f"drift has no row for frame(s) {missing[:5]} of the table")
+    _check_finite(drift.loc[table["frame"].unique()], ("dx", "dy"), "drift")
     return drift
+
+
+def _check_finite(frame, columns, name):
+    """Refuse NaN or inf in ``columns`` of the DataFrame ``frame`` (called ``name``)."""
+    for column in columns:
+        try:
+            values = frame[column].to_numpy(float)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name} column {column!r} must hold numbers, got dtype {frame[column].dtype}"
+            ) from None
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(
+                f"{name} column {column!r} holds NaN or inf in {int(bad.sum())} of {len(values)} "
+                f"rows (first at index {frame.index[bad][0]!r}); drop or fix those rows first"
+            )

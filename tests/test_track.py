@@ -195,3 +195,49 @@ def test_cli_track_writes_tables_and_figures(tmp_path, threshold_model):
     drift = read_csv(out / "movie_drift.csv")
     assert np.abs(drift[["dx", "dy"]].to_numpy() - movie.drift.to_numpy()).max() < 0.5
     assert main(["track", str(tmp_path / "missing.npy"), "--out", str(out)]) == 1
+
+
+def test_search_range_too_large_is_a_value_error():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 100, (40, 2))
+    table = make_atoms({"frame": np.repeat([0, 1], 40), "x": np.tile(pts[:, 0], 2),
+                        "y": np.tile(pts[:, 1], 2)})  # fmt: skip
+    still = pd.DataFrame({"dx": [0.0, 0.0], "dy": [0.0, 0.0]})
+    with pytest.raises(ValueError, match=r"search_range 1e\+06 px is too large .*spacing"):
+        track(table, search_range=1e6, drift=still)
+    assert track(table, search_range=5.0, drift=still).particle.nunique() == 40
+
+
+def test_nan_positions_and_drift_are_refused(movie):
+    table = truth_table(movie)
+    holes = table.assign(x=np.where(np.arange(len(table)) % 5 == 0, np.nan, table.x))
+    with pytest.raises(ValueError, match="table column 'x' holds NaN or inf"):
+        track(holes)
+    with pytest.raises(ValueError, match="table column 'y' holds NaN or inf"):
+        track(table.assign(y=np.inf), drift=movie.drift)
+    with pytest.raises(ValueError, match="drift column 'dx' holds NaN or inf"):
+        track(table, drift=movie.drift.assign(dx=np.nan))
+    with pytest.raises(ValueError, match="drift column 'dy' must hold numbers"):
+        track(table, drift=movie.drift.assign(dy="a"))
+
+
+def test_cli_track_refuses_unknown_particles_and_a_file_as_out(tmp_path, threshold_model, caplog):
+    from atomstat.cli import main
+
+    movie = simulate_movie(3, shape=(96, 96), dose=2000, rng=8)
+    path = tmp_path / "movie.npy"
+    np.save(path, movie.frames)
+    model = tmp_path / "threshold.keras"
+    threshold_model.save(model)
+    out = tmp_path / "out"
+    args = ["track", str(path), "--dumbbells", "--model", str(model), "--out", str(out)]
+    assert main([*args, "--particles", "0,999"]) == 1
+    assert "--particles: no track 999" in caplog.text
+    assert not list(out.iterdir())  # refused before anything was written
+    assert main(["track", str(path), "--model", str(model), "--out", str(out),
+                 "--search-range", "1e6"]) == 1  # fmt: skip
+    assert "too large" in caplog.text
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["track", str(path), "--out", str(afile)]) == 1
+    assert f"--out {afile} is a file, not a folder" in caplog.text

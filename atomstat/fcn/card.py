@@ -25,7 +25,14 @@ def evaluate(
 
     Scores are pooled over images (matched pairs within 2 px, 3 px border left
     out); STEM and STM scenes are reported apart.
+
+    Raises
+    ------
+    ValueError
+        If ``n_images`` is not a positive integer (scores over no image are no scores).
     """
+    if not isinstance(n_images, int | np.integer) or isinstance(n_images, bool) or n_images < 1:
+        raise ValueError(f"n_images must be an integer >= 1, got {n_images!r}")
     from tqdm.auto import tqdm
 
     from ..pipeline import analyze
