@@ -6,10 +6,11 @@ Also the argument checks that the simulators (:mod:`atomstat.simulate`, :mod:`at
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
+
+from ._checks import number
 
 __all__ = ["LATTICES", "lattice_points"]
 
@@ -31,54 +32,6 @@ LATTICES = (
 
 # ------------------------------------------------------------------ argument checks
 # Shared by the simulators (simulate, movie, molecule_scenes): each names what it refuses.
-
-
-def _number(
-    name,
-    value,
-    *,
-    low=None,
-    high=None,
-    low_open=False,
-    high_open=False,
-    integer=False,
-    note="",
-):
-    """``value`` unchanged, refused unless a finite number (an integer where asked) in range.
-
-    Raises
-    ------
-    TypeError
-        Naming ``name``, when ``value`` is not a real number (a bool, a string, None, an
-        array), or not an integer where ``integer`` is set.
-    ValueError
-        Naming ``name`` and the range (``note`` added), when ``value`` is NaN, infinite or
-        outside [low, high] (an open end where ``low_open`` or ``high_open``).
-
-    Examples
-    --------
-    >>> _number("sigma", 2.0, low=0, low_open=True)
-    2.0
-    >>> _number("Stem.dose", -1, low=0, low_open=True)
-    Traceback (most recent call last):
-    ...
-    ValueError: Stem.dose must be a finite number > 0, got -1
-    """
-    kind = "an integer" if integer else "a finite number"
-    wanted = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool | np.bool_) or not isinstance(value, wanted):
-        raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
-    below = low is not None and (value <= low if low_open else value < low)
-    above = high is not None and (value >= high if high_open else value > high)
-    if below or above or not (integer or math.isfinite(value)):
-        if low is not None and high is not None:
-            where = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        elif low is not None:
-            where = f" {'>' if low_open else '>='} {low:g}"
-        else:
-            where = "" if high is None else f" {'<' if high_open else '<='} {high:g}"
-        raise ValueError(f"{name} must be {kind}{where}{note}, got {value!r}")
-    return value
 
 
 def _shape(shape, smallest):
@@ -211,9 +164,9 @@ def lattice_points(kind, shape, spacing, *, rotation=0.0, rng=None, margin=None,
     """
     rng = _generator(rng)
     h, w = _shape(shape, 1)
-    _number("spacing", spacing, low=0, low_open=True)
-    _number("rotation", rotation)
-    margin = 2 * spacing if margin is None else _number("margin", margin, low=0)
+    number("spacing", spacing, low=0, low_open=True)
+    number("rotation", rotation)
+    margin = 2 * spacing if margin is None else number("margin", margin, low=0)
     if kind not in LATTICES:
         raise ValueError(f"unknown lattice kind {kind!r}; choose from {LATTICES}")
     what = f"the {kind} lattice of spacing {spacing:g} px over {h} x {w} px (margin {margin:g})"

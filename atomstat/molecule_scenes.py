@@ -29,9 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ._checks import number
 from .gaussians import render
 from .imaging import stm_image
-from .lattices import _generator, _number, _shape, lattice_points
+from .lattices import _generator, _shape, lattice_points
 from .simulate import Stm
 from .table import make_atoms
 
@@ -191,7 +192,7 @@ def _check(shape, switch, **values):
         "substrate_spacing": positive,
     }
     for name, limits in ranges.items():
-        _number(name, values[name], **limits)
+        number(name, values[name], **limits)
     if not isinstance(switch, str) or switch not in SWITCH_KINDS:
         raise ValueError(f"switch must be one of {SWITCH_KINDS}, got {switch!r}")
     return shape

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ._checks import number
 from .gaussians import render
 from .imaging import stem_image
-from .lattices import _check_count, _generator, _number, _shape
+from .lattices import _check_count, _generator, _shape
 from .simulate import _DOSE, Stem
 from .table import make_atoms
 
@@ -256,8 +257,8 @@ def dumbbell_lattice(size, spacing: float, *, rotation: float = 0.0, rng=None) -
     rng = _generator(rng)
     h, w = size
     for name, value in (("size[0]", h), ("size[1]", w), ("spacing", spacing)):
-        _number(name, value, low=0, low_open=True)
-    _number("rotation", rotation)
+        number(name, value, low=0, low_open=True)
+    number("rotation", rotation)
     a, c = spacing, spacing * SI_ASPECT
     t = np.deg2rad(-rotation)  # y points down: negate for "counter-clockwise as displayed"
     rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
@@ -277,7 +278,7 @@ def dumbbell_lattice(size, spacing: float, *, rotation: float = 0.0, rng=None) -
 
 def _check(n_frames, shape, **values):
     """Check the arguments of :func:`simulate_movie`; return the shape as two ints."""
-    _number("n_frames", n_frames, low=1, integer=True)
+    number("n_frames", n_frames, low=1, integer=True)
     shape = _shape(shape, 16)
     half = min(shape) / 2
     positive = {"low": 0, "low_open": True}
@@ -297,7 +298,7 @@ def _check(n_frames, shape, **values):
         "jitter": {"low": 0, "high": values["spacing"], "note": " (the spacing)"},
     }
     for name, limits in ranges.items():
-        _number(name, values[name], **limits)
+        number(name, values[name], **limits)
     separation, spacing = values["separation"], values["spacing"]
     drift, drift_max = values["drift"], values["drift_max"]
     if not spacing > 2 * separation:

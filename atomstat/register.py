@@ -40,6 +40,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ._arrays import as_array
+from .table import check_finite
 
 __all__ = ["align_frames", "estimate_drift"]
 
@@ -164,15 +165,7 @@ def check_drift(drift, frames) -> pd.DataFrame:
     missing = sorted(set(frames) - set(drift.index))
     if missing:
         raise ValueError(f"drift has no row for frame(s) {missing[:5]}")
-    shifts = drift.loc[frames, ["dx", "dy"]]
-    try:
-        bad = ~np.isfinite(shifts.to_numpy(float)).all(axis=1)
-    except (TypeError, ValueError):
-        raise ValueError(f"drift's dx and dy must be numbers, got {list(shifts.dtypes)}") from None
-    if bad.any():
-        raise ValueError(
-            f"drift has NaN or infinite dx, dy for frame(s) {list(shifts.index[bad][:5])}"
-        )
+    check_finite(drift.loc[frames], ("dx", "dy"), "drift")
     return drift
 
 

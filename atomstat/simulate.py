@@ -19,12 +19,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from ._checks import number
 from .gaussians import render
 from .imaging import render_truth, stem_image, stm_clean, stm_image, target_mask
 from .lattices import (
     LATTICES,
     _generator,
-    _number,
     _poisson_disc,
     _rot,
     _shape,
@@ -73,7 +73,7 @@ def _check_fields(settings, **ranges):
     for name, limits in ranges.items():
         value = getattr(settings, name)
         if not (value is None and name in optional):
-            _number(f"{type(settings).__name__}.{name}", value, **limits)
+            number(f"{type(settings).__name__}.{name}", value, **limits)
 
 
 @dataclass
@@ -330,12 +330,12 @@ def simulate_lattice(
         raise ValueError(f"unknown lattice kind {kind!r}; choose from {LATTICES}")
     shape = _shape(shape, 8)
     half = min(shape) / 2
-    _number("spacing", spacing, low=0, low_open=True)
-    _number("sigma", sigma, low=0, high=half, low_open=True, note=" (half the smaller side)")
+    number("spacing", spacing, low=0, low_open=True)
+    number("sigma", sigma, low=0, high=half, low_open=True, note=" (half the smaller side)")
     if rotation is not None:
-        _number("rotation", rotation)
-    _number("ellipticity", ellipticity, low=-1, high=1, low_open=True, high_open=True)
-    _number("sublattice_ratio", sublattice_ratio, **_RATIO)
+        number("rotation", rotation)
+    number("ellipticity", ellipticity, low=-1, high=1, low_open=True, high_open=True)
+    number("sublattice_ratio", sublattice_ratio, **_RATIO)
     defects = _settings("defects", defects, Defects)
     imaging = _settings("imaging", imaging, Stem | Stm, Stem)
     regions = _settings("regions", regions, Regions)
@@ -376,7 +376,7 @@ def _check_scene(half, spacing, sigma, ellipticity, defects, imaging):
     """Refuse blobs and blurs wider than half the image (the render windows and filters
     grow with them: a sigma of 1e4 px asks for tens of GB) and a jitter above the spacing
     (it scatters the atoms out of the image)."""
-    _number("Defects.jitter", defects.jitter, low=0, high=spacing, note=" (the spacing)")
+    number("Defects.jitter", defects.jitter, low=0, high=spacing, note=" (the spacing)")
     widths = [1.0]
     widths += [defects.dopant_width] if defects.dopants > 0 else []
     widths += [defects.adatom_width] if defects.adatoms > 0 else []
@@ -390,7 +390,7 @@ def _check_scene(half, spacing, sigma, ellipticity, defects, imaging):
         )
     if isinstance(imaging, Stem):
         for name in ("blur", "scan_jitter"):
-            _number(
+            number(
                 f"Stem.{name}",
                 getattr(imaging, name),
                 low=0,

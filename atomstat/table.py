@@ -109,17 +109,36 @@ def validate_atoms(atoms: pd.DataFrame, *, required=("frame", "x", "y"), finite=
         If ``atoms`` is not a DataFrame.
     ValueError
         If a required column is missing (the message lists what is missing),
-        or a ``finite`` column holds NaN or infinite values (it says how many).
+        or a ``finite`` column holds NaN or infinite values (see :func:`check_finite`).
     """
     if not isinstance(atoms, pd.DataFrame):
         raise TypeError(f"expected an atoms table (pandas DataFrame), got {type(atoms).__name__}")
     missing = [c for c in required if c not in atoms.columns]
     if missing:
         raise ValueError(f"the atoms table lacks column(s) {missing}; it has {list(atoms.columns)}")
-    for column in finite:
-        bad = int((~np.isfinite(pd.to_numeric(atoms[column], errors="coerce"))).sum())
-        if bad:
+    return check_finite(atoms, finite, "table")
+
+
+def check_finite(frame: pd.DataFrame, columns, name: str) -> pd.DataFrame:
+    """Refuse NaN or inf in ``columns`` of the DataFrame ``frame`` (called ``name``).
+
+    Raises
+    ------
+    ValueError
+        Naming the column, how many rows and the first one, or saying that the
+        column does not hold numbers.
+    """
+    for column in columns:
+        try:
+            values = frame[column].to_numpy(float)
+        except (TypeError, ValueError):
             raise ValueError(
-                f"the atoms table has {bad} NaN or infinite value(s) in column {column!r}"
+                f"{name} column {column!r} must hold numbers, got dtype {frame[column].dtype}"
+            ) from None
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(
+                f"{name} column {column!r} holds NaN or inf in {int(bad.sum())} of {len(values)} "
+                f"rows (first at index {frame.index[bad][0]!r}); drop or fix those rows first"
             )
-    return atoms
+    return frame

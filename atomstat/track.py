@@ -18,7 +18,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .register import _spacing, estimate_drift
+from ._checks import number
+from .register import _spacing, check_drift, estimate_drift
 
 __all__ = ["get_drift", "track"]
 
@@ -87,18 +88,16 @@ def track(
     """
     from .table import validate_atoms
 
-    validate_atoms(table)
-    _check_finite(table, ("x", "y"), "table")
-    if not (isinstance(memory, int | np.integer) and memory >= 0):
-        raise ValueError(f"memory must be a non-negative integer, got {memory!r}")
-    if search_range is not None and not (np.isfinite(search_range) and search_range > 0):
-        raise ValueError(f"search_range must be a positive number of px, got {search_range!r}")
+    validate_atoms(table, finite=("x", "y"))
+    memory = number("memory", memory, low=0, integer=True)
+    if search_range is not None:
+        search_range = number("search_range", search_range, low=0, low_open=True)
     if search_range is None:
         search_range = _SEARCH * _spacing(table)
     search_range = float(search_range)
     if drift is None:
         drift = estimate_drift(table, images)
-    drift = _check_drift(drift, table)
+    drift = check_drift(drift, table["frame"].unique())
     particle = _link(table, drift, search_range, int(memory))
     tracks = table.copy()
     tracks["particle"] = particle
@@ -182,33 +181,3 @@ def _quiet_trackpy():
         yield
     finally:
         logger.setLevel(level)
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def _check_drift(drift, table):
-    if not isinstance(drift, pd.DataFrame) or not {"dx", "dy"} <= set(drift.columns):
-        raise ValueError("drift must be a DataFrame with columns 'dx' and 'dy' indexed by frame")
-    missing = sorted(set(table["frame"].unique()) - set(drift.index))
-    if missing:
-        raise ValueError(f"drift has no row for frame(s) {missing[:5]} of the table")
-    _check_finite(drift.loc[table["frame"].unique()], ("dx", "dy"), "drift")
-    return drift
-
-
-def _check_finite(frame, columns, name):
-    """Refuse NaN or inf in ``columns`` of the DataFrame ``frame`` (called ``name``)."""
-    for column in columns:
-        try:
-            values = frame[column].to_numpy(float)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{name} column {column!r} must hold numbers, got dtype {frame[column].dtype}"
-            ) from None
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise ValueError(
-                f"{name} column {column!r} holds NaN or inf in {int(bad.sum())} of {len(values)} "
-                f"rows (first at index {frame.index[bad][0]!r}); drop or fix those rows first"
-            )

@@ -118,10 +118,10 @@ def test_card_evaluate_refuses_no_images():
         ({"seed": -1}, "seed must be an integer >= 0"),
         ({"patch": 3}, "patch must be an integer >= 32"),
         ({"patch": 34}, "patch must be a multiple of 4"),
-        ({"learning_rate": -1.0}, "learning_rate must be a positive number"),
+        ({"learning_rate": -1.0}, "learning_rate must be a finite number > 0"),
         ({"learning_rate": float("nan")}, "learning_rate"),
-        ({"stm_fraction": 2.0}, r"stm_fraction must be a fraction in \[0, 1\]"),
-        ({"upsampled": -0.1}, "upsampled must be a fraction"),
+        ({"stm_fraction": 2.0}, r"stm_fraction must be a finite number in \[0, 1\] \(a fraction\)"),
+        ({"upsampled": -0.1}, "upsampled must be a finite number in"),
         ({"dose": (5.0, -1.0)}, "dose must be a .* 0 < low <= high"),
         ({"dose": (0.0, 10.0)}, "dose must be"),
         ({"dose": 5.0}, r"dose must be a \(low, high\) pair"),
@@ -155,7 +155,7 @@ def test_train_cli_refuses_bad_settings_without_training(tmp_path, monkeypatch, 
     assert main(["train", "--out", out, "--patch", "3"]) == 1
     assert "cannot train: patch must be an integer >= 32, got 3" in caplog.text
     assert main(["train", "--out", out, "--stm-fraction", "2"]) == 1
-    assert "stm_fraction must be a fraction" in caplog.text
+    assert "stm_fraction must be a finite number in [0, 1] (a fraction)" in caplog.text
     with pytest.raises(SystemExit):
         main(["train", "--out", out, "--steps", "-1"])
     assert "--steps: must be at least 1" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import number, span
 from ..simulate import random_scene
 from .model import build_fcn, fold_batchnorm
 from .normalize import normalize
@@ -60,19 +61,16 @@ class TrainConfig:
             Naming the field and what it must be.
         """
         for name in ("width", "steps", "batch_size", "checkpoint_every"):
-            _integer(name, getattr(self, name), low=1)
-        _integer("seed", self.seed, low=0)
-        _integer("patch", self.patch, low=MIN_PATCH)
+            number(name, getattr(self, name), low=1, integer=True)
+        number("seed", self.seed, low=0, integer=True)
+        number("patch", self.patch, low=MIN_PATCH, integer=True)
         if self.patch % 4:  # two 2x poolings: the output must come back to the input size
             raise ValueError(f"patch must be a multiple of 4 px, got {self.patch}")
-        if not _real(self.learning_rate) or not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        number("learning_rate", self.learning_rate, low=0, low_open=True)
         for name in ("upsampled", "stm_fraction"):
-            value = getattr(self, name)
-            if not _real(value) or not 0 <= value <= 1:
-                raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")
+            number(name, getattr(self, name), low=0, high=1, note=" (a fraction)")
         for name in ("sigma", "dose", "stm_spacing"):
-            _span(name, getattr(self, name))
+            span(name, getattr(self, name))
         if self.init and not Path(self.init).is_file():
             raise ValueError(f"init checkpoint {self.init} does not exist")
 
@@ -80,29 +78,6 @@ class TrainConfig:
 #: The smallest training patch (px). The network itself needs only a multiple of 4, but a
 #: smaller patch is mostly border and holds less than one cell of the widest lattices.
 MIN_PATCH = 32
-
-
-def _real(value) -> bool:
-    return (
-        isinstance(value, int | float | np.integer | np.floating)
-        and not isinstance(value, bool)
-        and bool(np.isfinite(value))
-    )
-
-
-def _integer(name, value, *, low):
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _span(name, value):
-    """``value`` must be a (low, high) pair of finite numbers with 0 < low <= high."""
-    try:
-        low, high = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}") from None
-    if not (_real(low) and _real(high) and 0 < low <= high):
-        raise ValueError(f"{name} must be a (low, high) pair with 0 < low <= high, got {value!r}")
 
 
 def training_batch(
