@@ -37,8 +37,8 @@ def render(points, shape, amplitude, sigma_x, sigma_y, theta, *, owner=False):
         np.broadcast_to(np.asarray(v, float), (n,)) for v in (amplitude, sigma_x, sigma_y, theta)
     )
     image = np.zeros(h * w)
-    peak = np.zeros(h * w)
-    who = np.full(h * w, -1)
+    peak = np.zeros(h * w) if owner else None
+    who = np.full(h * w, -1) if owner else None
     if n == 0:
         out = image.reshape(shape)
         return (out, peak.reshape(shape), who.reshape(shape)) if owner else out
@@ -61,7 +61,7 @@ def render(points, shape, amplitude, sigma_x, sigma_y, theta, *, owner=False):
         inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
         flat = (py * w + px)[inside]
         vals = val[inside]
-        image += np.bincount(flat, vals, minlength=h * w)
+        image += np.bincount(flat, vals, minlength=h * w)  # (a sum: atoms may share pixels)
         if owner:
             ids = np.broadcast_to(chunk[:, None], val.shape)[inside]
             np.maximum.at(peak, flat, vals)

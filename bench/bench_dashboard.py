@@ -118,8 +118,14 @@ def _serve(data_dir: str, cull: tuple[int, int] | None, log):
 def _kernels(server) -> int:
     import psutil
 
-    children = psutil.Process(server.pid).children(recursive=True)
-    return sum("ipykernel" in " ".join(p.cmdline()) for p in children if p.is_running())
+    count = 0
+    for child in psutil.Process(server.pid).children(recursive=True):
+        try:  # a culled kernel is a zombie until the server reaps it: it no longer counts
+            alive = child.status() != psutil.STATUS_ZOMBIE
+            count += alive and "ipykernel" in " ".join(child.cmdline())
+        except psutil.NoSuchProcess:  # ZombieProcess included: it ended while we looked
+            continue
+    return count
 
 
 def _load(browser, url) -> float:
