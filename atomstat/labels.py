@@ -299,6 +299,31 @@ class LabelSet:
             out._ensure_class(name)
         return out
 
+    def replace_state(self, data: Mapping) -> None:
+        """Take every label from ``data`` (as :meth:`to_dict` writes it), made elsewhere.
+
+        For labels that changed outside this set (another person's, read from
+        a shared store): the observers are told, but the change is not one of
+        this set's own, so it is not in the undo history, and the history is
+        cleared (its snapshots would undo the other person's changes too).
+
+        Examples
+        --------
+        >>> labels = LabelSet()
+        >>> labels.set_manual([1], "mine")
+        >>> theirs = {"classes": {"theirs": "blue"}, "auto": [], "manual": [[2, "theirs"]]}
+        >>> labels.replace_state(theirs)
+        >>> labels.ids("theirs"), labels.can_undo
+        ([2], False)
+        """
+        state = LabelSet.from_dict(data)._state
+        if state == self._state:
+            return
+        self._state = state
+        self._undo.clear()
+        self._redo.clear()
+        self._notify()
+
     def remapped(self, mapping: Mapping[int, int]) -> LabelSet:
         """A new label set with every atom id moved through ``mapping`` (old id -> new id).
 

@@ -26,10 +26,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import AtomstatError
 from .export import _jsonable, _missing, atomic_path
 from .labels import LabelSet
 
-__all__ = ["Session", "file_sha256", "load_session", "save_session"]
+__all__ = [
+    "Session",
+    "SourceMismatch",
+    "file_sha256",
+    "load_session",
+    "save_session",
+    "verify_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,10 @@ class Session:
     source: dict = field(default_factory=dict)
     source_changed: bool | None = None
     saved: str = ""
+
+
+class SourceMismatch(AtomstatError, ValueError):
+    """A session was saved for another file (or the file changed since)."""
 
 
 def file_sha256(path) -> str:
@@ -133,15 +145,25 @@ def save_session(
     return path
 
 
-def load_session(path, *, check_source: bool = True) -> Session:
+def load_session(path, *, check_source: bool = True, source=None) -> Session:
     """Read a session written by :func:`save_session`: the same table and labels.
 
     With ``check_source``, the source file (if it is still there) is hashed
     and compared with the stored hash; a mismatch is logged as a warning and
     reported in ``Session.source_changed``.
 
+    Parameters
+    ----------
+    path : str or Path
+    check_source : bool
+    source : str or Path, optional
+        The file the session is to be applied to. Its SHA-256 must be the one
+        the session was saved for (see :func:`verify_source`).
+
     Raises
     ------
+    SourceMismatch
+        If ``source`` is given and is not the file the session was saved for.
     ValueError
         If the file is not an atomstat session, or is a damaged one (a
         missing table, a column without dtype or of an unknown dtype,
@@ -168,7 +190,48 @@ def load_session(path, *, check_source: bool = True) -> Session:
         log.warning(
             "the source file %s changed since the session was saved", session.source.get("path")
         )
+    if source is not None:
+        verify_source(session, source, name=Path(path).name)
     return session
+
+
+def verify_source(session: Session, source, *, name: str = "the session") -> bool:
+    """Refuse to apply ``session`` to ``source`` unless it is the file the session was saved for.
+
+    Parameters
+    ----------
+    session : Session
+    source : str or Path
+        The file about to be opened with the session.
+    name : str
+        What to call the session in the message (its file name).
+
+    Returns
+    -------
+    bool
+        True if the hashes agree; False if the session recorded no hash (it
+        cannot be checked: a warning is logged).
+
+    Raises
+    ------
+    SourceMismatch
+        If the file's SHA-256 differs from the one stored in the session: the
+        file changed, or it is another file. The session's atoms would not
+        lie on its atoms.
+    """
+    expected = (session.source or {}).get("sha256")
+    if not expected:
+        log.warning("%s records no hash of its source file; %s is not checked", name, source)
+        return False
+    actual = file_sha256(source)
+    if actual != expected:
+        saved_for = Path(str(session.source.get("path") or "an unknown file")).name
+        raise SourceMismatch(
+            f"{name} was saved for {saved_for} (SHA-256 {expected[:12]}...); "
+            f"{Path(source).name} has SHA-256 {actual[:12]}..., so it changed or is another "
+            f"file. The session's {len(session.atoms)} atoms would not match it: not applied."
+        )
+    return True
 
 
 def _session_from_json(doc: dict) -> Session:
