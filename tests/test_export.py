@@ -57,8 +57,8 @@ def test_tables_round_trip_with_their_metadata(tmp_path, labelled, suffix):
     back = read_table(path)
     assert back.attrs["pixel_size"] == 0.0176 and back.attrs["units"] == "nm"
     assert back.attrs["source"] == "scan.dm4" and back.attrs["model"] == "universal"
-    assert back.attrs["anomalies"]["method"] == "ocsvm"
-    assert back.attrs["anomalies"]["columns"] == ["area", "circularity", "intensity"]
+    assert back.attrs["anomalies"]["method"] == "zscore"  # the default
+    assert back.attrs["anomalies"]["columns"] == ["intensity", "area"]
     assert back.attrs["operator"] == "me"
     assert back.index.tolist() == atoms.index.tolist()
     np.testing.assert_array_equal(back["x"], atoms["x"])
@@ -261,7 +261,7 @@ def test_cli_anomalies_writes_the_figure_the_labelled_table_and_a_session(
     )
     assert code == 0
     table = read_csv(out / "lattice_atoms.csv")
-    expected = ["area", "intensity"] if columns else ["area", "circularity", "intensity"]
+    expected = ["area", "intensity"] if columns else ["intensity", "area"]
     assert table.attrs["anomalies"]["columns"] == expected
     assert {"anomaly", "anomaly_score", "label", "label_source"} <= set(table.columns)
     assert table.attrs["anomalies"]["method"] == "lof"

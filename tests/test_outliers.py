@@ -61,8 +61,8 @@ def test_every_method_finds_dopants_and_adatoms_with_defaults(method):
 def test_default_columns_find_dopants_and_adatoms():
     atoms = lattice_table(rng=2)
     flags = find_anomalies(atoms)
-    assert flags.attrs["columns"] == ["area", "circularity", "intensity"]
-    assert flags.attrs["method"] == "ocsvm"
+    assert flags.attrs["columns"] == ["intensity", "area"]
+    assert flags.attrs["method"] == "zscore"
     recall, precision = recall_precision(flags, atoms)
     assert recall >= 0.9
     assert precision >= 0.9
@@ -80,7 +80,7 @@ def test_default_columns_leave_out_a_missing_intensity():
 
 def test_a_clean_lattice_has_no_anomalies():
     atoms = lattice_table(n_dopant=0, n_adatom=0, rng=3)
-    for method in ("ocsvm", "iforest", "lof"):
+    for method in ("zscore", "ocsvm", "iforest", "lof"):
         assert find_anomalies(atoms, ALL, method=method).sum() <= 2, method
 
 
@@ -313,3 +313,66 @@ def test_default_columns_skip_an_intensity_that_was_never_measured():
     assert atoms["intensity"].isna().all()
     flags = find_anomalies(atoms, rng=0)
     assert flags.iloc[-1] and int(flags.sum()) == 1
+
+
+# ----------------------------------------------------------------------------- sublattices
+
+
+def two_sublattices(rng=0):
+    """Bright A and faint B sites in equal numbers (DyScO3-like), with 8 light dopants on B."""
+    rng = np.random.default_rng(rng)
+    n = 800
+    site = np.r_[np.zeros(n, int), np.ones(n, int)]
+    level = np.where(site == 0, 1000.0, 300.0) * rng.normal(1, 0.04, 2 * n)
+    level[n : n + 8] *= 0.45
+    species = np.where(np.arange(2 * n) < n, "host", "host2").astype(object)
+    species[n : n + 8] = "dopant"
+    area = np.where(site == 0, 20.0, 12.0) + rng.normal(0, 0.6, 2 * n)
+    xy = rng.uniform(0, 500, (2 * n, 2))
+    return make_atoms(
+        {
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+            "intensity": level,
+            "area": area,
+            "sublattice": site,
+            "species": species,
+        }
+    )
+
+
+def test_each_atom_is_compared_with_its_own_sublattice():
+    atoms = two_sublattices()
+    pooled = find_anomalies(atoms, by=None)
+    grouped = find_anomalies(atoms)  # by="auto" finds the sublattice column
+    assert grouped.attrs["by"] == "sublattice"
+    assert grouped.sum() == 8 and (atoms.species[grouped] == "dopant").all()
+    # pooled, the B-site dopants hide in the spread of the two sublattices
+    assert pooled[atoms.species == "dopant"].sum() == 0
+
+
+def test_off_site_atoms_are_scaled_on_all_atoms():
+    atoms = two_sublattices(rng=1)
+    atoms.loc[atoms.index[:20], "sublattice"] = -1  # 20 A-site atoms on no site
+    flags = find_anomalies(atoms, ["intensity"], by="sublattice")
+    assert not flags.iloc[:20].any()
+
+
+def test_zscore_flags_exactly_the_atoms_beyond_the_fence():
+    atoms = lattice_table(rng=9)
+    score = anomaly_scores(atoms, ["intensity"], method="zscore", fence=4.0, by=None)
+    z = (atoms.intensity - atoms.intensity.median()) / atoms.intensity.quantile(
+        [0.25, 0.75]
+    ).diff().iloc[-1]
+    np.testing.assert_allclose(score + 1, np.abs(z) / 4.0)
+    per_column = find_anomalies(atoms, ["intensity", "area"], fence={"area": 1e6}, by=None)
+    assert per_column.attrs["fence"] == {"intensity": 4.5, "area": 1e6}
+    assert per_column.sum() == (np.abs(z) > 4.5).sum()
+
+
+def test_bad_grouping_and_fences_are_named():
+    atoms = lattice_table(rng=10)
+    with pytest.raises(ValueError, match="by must be"):
+        find_anomalies(atoms, by="nope")
+    with pytest.raises(ValueError, match="fence\\['area'\\]"):
+        find_anomalies(atoms, fence={"area": -1})
