@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-__all__ = ["add_intensity", "add_neighbours", "add_relative_intensity", "add_strain"]
+__all__ = [
+    "add_intensity",
+    "add_neighbours",
+    "add_relative_intensity",
+    "add_strain",
+    "add_sublattice_neighbours",
+]
 
 
 def add_neighbours(atoms: pd.DataFrame) -> pd.DataFrame:
@@ -66,13 +72,16 @@ def add_intensity(atoms: pd.DataFrame, image: np.ndarray, *, half_width: int = 2
     return atoms
 
 
-def add_relative_intensity(atoms: pd.DataFrame, *, k: int = 6) -> pd.DataFrame:
+def add_relative_intensity(atoms: pd.DataFrame, *, k: int = 6, by="auto") -> pd.DataFrame:
     """Fill ``intensity_relative``: intensity over the median intensity of the k nearest atoms.
 
     A substitutional dopant lighter than its host sits below 1, a heavier one
     above; a uniform drift of brightness across the image (thickness, scan
-    gain) cancels out. Neighbours are taken in the same frame. NaN where the
-    frame has fewer than ``k + 1`` atoms or the intensity is missing.
+    gain) cancels out. Neighbours are taken in the same frame and, where the
+    table has a ``sublattice`` column, on the same sublattice (a faint S2
+    column is measured against S2 columns, not against Mo). NaN where the
+    group has fewer than ``k + 1`` atoms, the intensity is missing, or the
+    atom is on no site (sublattice -1).
 
     Parameters
     ----------
@@ -81,6 +90,9 @@ def add_relative_intensity(atoms: pd.DataFrame, *, k: int = 6) -> pd.DataFrame:
     k : int
         Number of neighbours (6 is the first shell of a trigonal lattice;
         in a honeycomb lattice it reaches the second shell).
+    by : "auto", str or None
+        The column whose groups are compared apart: "auto" takes
+        ``sublattice`` where present; None compares with every atom.
 
     Examples
     --------
@@ -97,7 +109,7 @@ def add_relative_intensity(atoms: pd.DataFrame, *, k: int = 6) -> pd.DataFrame:
     atoms = atoms.copy()
     out = np.full(len(atoms), np.nan)
     intensity = atoms["intensity"].to_numpy(np.float64)
-    for rows, xy in _frames(atoms, min_atoms=k + 1):
+    for rows, xy in _frames(atoms, min_atoms=k + 1, by=_by(atoms, by)):
         _, idx = cKDTree(xy).query(xy, k=k + 1)
         ref = np.median(intensity[rows][idx[:, 1:]], axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -162,14 +174,56 @@ def _is_count(k):
     return isinstance(k, int | np.integer) and not isinstance(k, bool) and k >= 1
 
 
-def _frames(atoms, *, min_atoms):
-    """(row positions, xy array) of each frame with at least ``min_atoms`` atoms."""
+def add_sublattice_neighbours(atoms: pd.DataFrame) -> pd.DataFrame:
+    """Fill ``sublattice_nn_distance``: the distance (px) to the closest atom of the same
+    sublattice in the same frame; NaN on no site (-1) or alone on its sublattice.
+
+    Raises
+    ------
+    ValueError
+        If the table has no ``sublattice`` column (see :func:`atomstat.sublattices`).
+
+    Examples
+    --------
+    >>> from atomstat.table import make_atoms
+    >>> atoms = make_atoms({"x": [0.0, 1.0, 4.0, 9.0], "y": [0.0] * 4,
+    ...                     "sublattice": [0, 1, 0, 1]})
+    >>> add_sublattice_neighbours(atoms)["sublattice_nn_distance"].tolist()
+    [4.0, 8.0, 4.0, 8.0]
+    """
+    if "sublattice" not in atoms:
+        raise ValueError(
+            "the atoms table has no 'sublattice' column: run atomstat.sublattices first"
+        )
+    atoms = atoms.copy()
+    out = np.full(len(atoms), np.nan)
+    for rows, xy in _frames(atoms, min_atoms=2, by="sublattice"):
+        out[rows] = cKDTree(xy).query(xy, k=2)[0][:, 1]
+    atoms["sublattice_nn_distance"] = out
+    return atoms
+
+
+def _by(atoms, by):
+    if by == "auto":
+        return "sublattice" if "sublattice" in atoms else None
+    if by is not None and by not in atoms:
+        raise ValueError(f"by must be 'auto', None or a column of the atoms table, got {by!r}")
+    return by
+
+
+def _frames(atoms, *, min_atoms, by=None):
+    """(row positions, xy array) of each frame (and group of ``by``, leaving out group -1)
+    with at least ``min_atoms`` atoms."""
     frames = atoms["frame"].to_numpy() if "frame" in atoms else np.zeros(len(atoms), int)
     xy_all = atoms[["x", "y"]].to_numpy(np.float64)
+    groups = np.zeros(len(atoms), int) if by is None else atoms[by].to_numpy()
     for f in np.unique(frames):
-        rows = np.flatnonzero(frames == f)
-        if len(rows) >= min_atoms:
-            yield rows, xy_all[rows]
+        for g in np.unique(groups[frames == f]):
+            if by is not None and g == -1:
+                continue
+            rows = np.flatnonzero((frames == f) & (groups == g))
+            if len(rows) >= min_atoms:
+                yield rows, xy_all[rows]
 
 
 def _shell_vectors(xy, shell, k_max=8):

@@ -31,6 +31,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ._checks import number
+from .describe import add_relative_intensity, add_sublattice_neighbours
 from .table import validate_atoms
 
 __all__ = ["SUBLATTICE", "fit_lattice", "sublattices"]
@@ -70,10 +71,16 @@ def sublattices(
     -------
     atoms : pandas.DataFrame
         A copy with ``sublattice`` (int64: 0 the brightest site, -1 on no
-        site) and ``site_distance`` (px from the atom's ideal site, NaN for
-        -1). ``attrs["sublattices"]`` holds, per frame, the basis vectors
-        (px, rows), the site offsets (fractions of the basis) and each site's
-        median intensity and count.
+        site), ``site_distance`` (px from the closest ideal site, NaN where
+        no lattice was found) and ``sublattice_nn_distance`` (px to the
+        closest atom of the same sublattice); where ``intensity`` is
+        measured, ``intensity_relative`` is recomputed against the
+        neighbours of the same sublattice
+        (:func:`atomstat.describe.add_relative_intensity`).
+        ``attrs["sublattices"]`` holds, per frame, the basis vectors (px,
+        rows), the site offsets (fractions of the basis), each site's median
+        intensity and count, and ``nn`` (the median nearest-neighbour
+        distance, px) and ``tolerance`` (px).
 
     Raises
     ------
@@ -115,6 +122,9 @@ def sublattices(
         found.append({"frame": int(f), **info})
     out[SUBLATTICE] = labels
     out["site_distance"] = dist
+    out = add_sublattice_neighbours(out)
+    if level is not None or _log_intensity(atoms) is not None:
+        out = add_relative_intensity(out, by=SUBLATTICE)
     out.attrs["sublattices"] = found
     return out
 
@@ -251,14 +261,13 @@ def _assign_frame(xy, level, tolerance, min_share):
     local = _local_fraction(xy, inv, ref)
     sites = _site_peaks(local, basis, nn, tolerance, min_share)
     label, dist = _nearest_site(local, sites, basis)
-    off = dist > tolerance * nn
-    label[off] = -1
-    dist[off] = np.nan
+    label[dist > tolerance * nn] = -1
     order = _site_order(label, level, len(sites))
     remap = np.full(len(sites) + 1, -1)
     remap[order] = np.arange(len(order))
     label = remap[label]
     info = _site_info(basis, sites[order], label, level)
+    info.update({"nn": round(nn, 4), "tolerance": round(tolerance * nn, 4)})
     return label, dist, info
 
 

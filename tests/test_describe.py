@@ -148,3 +148,30 @@ def test_add_intensity_keeps_the_input_and_handles_empty():
     assert atoms.intensity.isna().all()
     out = add_intensity(empty_atoms(), np.ones((8, 8)))
     assert len(out) == 0 and "intensity" in out.columns
+
+
+def test_relative_intensity_and_neighbours_follow_the_sublattice():
+    from atomstat.describe import add_relative_intensity, add_sublattice_neighbours
+
+    # a square lattice of bright A (10 px apart) with faint B at the cell centres
+    a = np.array([(i, j) for j in range(8) for i in range(8)], float) * 10
+    b = a + 5
+    level = np.r_[np.full(64, 1000.0), np.full(64, 300.0)]
+    level[64 + 27] = 150.0  # one B-site dopant at half the B level
+    atoms = make_atoms(
+        {
+            "x": np.r_[a[:, 0], b[:, 0]],
+            "y": np.r_[a[:, 1], b[:, 1]],
+            "intensity": level,
+            "sublattice": np.r_[np.zeros(64, int), np.ones(64, int)],
+        }
+    )
+    rel = add_relative_intensity(atoms)["intensity_relative"].to_numpy()
+    assert np.allclose(np.delete(rel, 64 + 27), 1.0)
+    assert rel[64 + 27] == 0.5
+    pooled = add_relative_intensity(atoms, by=None)["intensity_relative"].to_numpy()
+    assert pooled[:64].max() > 1.5  # against a mixture of A and B neighbours
+    nn = add_sublattice_neighbours(atoms)["sublattice_nn_distance"]
+    assert np.allclose(nn, 10.0)
+    with pytest.raises(ValueError, match="sublattice"):
+        add_sublattice_neighbours(atoms.drop(columns="sublattice"))

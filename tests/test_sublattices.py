@@ -128,7 +128,12 @@ def test_adatoms_sit_on_no_site():
     out = sublattices(pd.concat([atoms, extra], ignore_index=True))
     assert accuracy(out) >= 0.99
     assert (out["sublattice"].iloc[-12:] == -1).all()
-    assert out["site_distance"].iloc[-12:].isna().all()
+    tol = out.attrs["sublattices"][0]["tolerance"]
+    assert (out["site_distance"].iloc[-12:] > tol).all()
+    assert (out["site_distance"].iloc[:-12] <= tol).mean() >= 0.99
+    assert out["sublattice_nn_distance"].iloc[-12:].isna().all()
+    # intensity is relative to the same sublattice: the faint sites sit at 1 too
+    assert abs(out["intensity_relative"].iloc[:-12].median() - 1) < 0.02
 
 
 def test_frames_are_fitted_apart_and_sites_ordered_by_brightness():
