@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -136,7 +137,7 @@ class AnalysisCache:
             return None
         try:
             value = reader(path)
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             log.warning("cached analysis %s is unreadable (%s); it is removed", path.name, exc)
             path.unlink(missing_ok=True)
             return None

@@ -47,6 +47,9 @@ class SharedLabels:
         Who makes the changes.
     path : str, optional
         The file's path, recorded beside its key.
+    carried : str
+        What to call the action that hands the set's labels to a store that
+        has none for the file.
 
     Examples
     --------
@@ -60,7 +63,10 @@ class SharedLabels:
     (True, [1, 2], [3])
     """
 
-    def __init__(self, labels: LabelSet, store, file_key: str, *, user: str, path=None):
+    def __init__(
+        self, labels: LabelSet, store, file_key: str, *, user: str, path=None,
+        carried: str = "labels carried over",
+    ):  # fmt: skip
         self.labels, self.file_key, self.path = labels, str(file_key), path
         self.user = _user(user)
         self._where = None if isinstance(store, LabelStore) else Path(store)
@@ -73,7 +79,7 @@ class SharedLabels:
         self._lock = threading.RLock()
         self._synced = labels.to_dict()
         labels.observe(self._changed)
-        self._start()
+        self._start(carried)
 
     # ------------------------------------------------------------------ set up
     def _open(self) -> LabelStore | None:
@@ -84,14 +90,14 @@ class SharedLabels:
                 self._fail(exc)
         return self.store
 
-    def _start(self) -> None:
+    def _start(self, carried: str) -> None:
         """Show the store's labels, or hand the set's own to the store if it has none."""
         store = self._open()
         if store is None:
-            self._queue(label_changes(_EMPTY, self._synced), "labels kept in memory")
+            self._queue(label_changes(_EMPTY, self._synced), carried)
             return
         if store.version(self.file_key) == 0 and self._synced != _EMPTY:
-            self._queue(label_changes(_EMPTY, self._synced), "labels carried over")
+            self._queue(label_changes(_EMPTY, self._synced), carried)
             self.flush()
         self.poll()
 

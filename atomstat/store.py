@@ -342,6 +342,13 @@ class LabelStore:
             return None
         return {"path": row[0], "params": json.loads(row[1]), "user": row[2], "at": row[3]}
 
+    def has_action(self, file_key: str, text: str) -> bool:
+        """Whether an action of this text was ever recorded for the file (a migration, say)."""
+        row = self._db.execute(
+            "SELECT 1 FROM actions WHERE file_key=? AND text=? LIMIT 1", (file_key, text)
+        ).fetchone()
+        return row is not None
+
     def version(self, file_key: str | None = None) -> int:
         """The id of the latest change (of one file, or of any): it grows on every change."""
         if file_key is None:
@@ -372,12 +379,12 @@ class LabelStore:
     def history(self, file_key: str, *, since: int = 0, limit: int | None = None) -> pd.DataFrame:
         """Every change of a file, newest first, with who made it and what it replaced.
 
-        Columns: ``change_id``, ``at`` (UTC time), ``user``, ``kind``, ``text``,
+        Columns: ``change_id``, ``action_id``, ``at`` (UTC time), ``user``, ``kind``, ``text``,
         ``layer``, ``key``, ``value``, ``previous`` (:data:`ABSENT` shown as
         None) and ``previous_user`` (who set the replaced value, None if nobody).
         """
         query = """
-            SELECT c.change_id, a.at, a.user, a.kind, a.text, c.layer, c.key, c.value,
+            SELECT c.change_id, c.action_id, a.at, a.user, a.kind, a.text, c.layer, c.key, c.value,
                    c.previous, p.user
             FROM changes c JOIN actions a ON a.action_id = c.action_id
             LEFT JOIN changes pc ON pc.change_id = c.previous_change
@@ -385,13 +392,13 @@ class LabelStore:
             WHERE c.file_key = ? AND c.change_id > ? ORDER BY c.change_id DESC"""
         query += f" LIMIT {int(limit)}" if limit is not None else ""
         rows = self._db.execute(query, (file_key, int(since))).fetchall()
-        columns = ["change_id", "at", "user", "kind", "text", "layer", "key", "value"]
+        columns = ["change_id", "action_id", "at", "user", "kind", "text", "layer", "key", "value"]
         columns += ["previous", "previous_user"]
         data = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
         for name in ("value", "previous"):
             data[name] = [None if v is None else json.loads(v) for v in data[name]]
         table = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in data.items()})
-        table["change_id"] = table["change_id"].astype("int64")
+        table[["change_id", "action_id"]] = table[["change_id", "action_id"]].astype("int64")
         table["at"] = pd.to_datetime(table["at"].astype(float), unit="s", utc=True)
         return table
 
