@@ -248,3 +248,18 @@ def test_remapped_takes_a_series_as_the_mapping():
     labels = LabelSet()
     labels.set_manual([1, 2], "adatom")
     assert labels.remapped(pd.Series({1: 10, 2: 20})).ids("adatom") == [10, 20]
+
+
+def test_replace_state_takes_labels_made_elsewhere_outside_the_undo_history():
+    labels = LabelSet({"mine": "#d55e00"})
+    seen = []
+    labels.observe(lambda ls: seen.append(ls.ids("theirs")))
+    labels.set_manual([1], "mine")
+    theirs = {"classes": {"theirs": "#0072b2"}, "auto": [[4, "theirs"]], "manual": [[2, None]]}
+    labels.replace_state(theirs)
+    assert seen == [[], [4]] and labels.to_dict() == theirs
+    assert not labels.can_undo  # undoing would bring back a state the others have changed
+    labels.replace_state(theirs)  # the same labels: nobody is told
+    assert len(seen) == 2
+    with pytest.raises(ValueError, match="not a label set"):
+        labels.replace_state({"classes": {}})
