@@ -43,6 +43,7 @@ def analyze(
     preprocess=None,
     split: bool | None = None,
     progress: bool = False,
+    client=None,
 ) -> pd.DataFrame:
     """Find every atom in an image or a movie and describe it.
 
@@ -78,6 +79,10 @@ def analyze(
         STEM a split is more often a distorted column cut in two.
     progress : bool
         Show a progress bar over the frames of a stack.
+    client : distributed.Client, optional
+        Run chunks of frames, or tiles of a huge frame, as tasks on this Dask
+        cluster (see :func:`atomstat.distributed.analyze`); the table is the
+        same row for row. ``model`` must then be a name or a path.
 
     Returns
     -------
@@ -103,6 +108,13 @@ def analyze(
     >>> abs(len(atoms) - len(sim.atoms)) <= 4
     True
     """
+    if client is not None:
+        from .distributed import analyze as on_cluster
+
+        return on_cluster(
+            data, client=client, threshold=threshold, peak_margin=peak_margin, model=model,
+            preprocess=preprocess, split=split,
+        )  # fmt: skip
     run = prepare(
         data,
         threshold=threshold,
