@@ -1,7 +1,7 @@
-"""Sums of elliptical Gaussians on a pixel grid, rendered in local windows.
+"""Sums of elliptical Gaussians (or Lorentzians) on a pixel grid, rendered in local windows.
 
 Used to draw simulated images and, during refinement, the fitted model of
-each atom's neighbours.
+each atom's neighbours: a Gaussian core and, for a real probe, its Lorentzian skirt.
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ import numpy as np
 __all__ = ["render"]
 
 
-def render(points, shape, amplitude, sigma_x, sigma_y, theta, *, owner=False):
+#: Window radius in widths: a Gaussian is below 3e-4 of its peak at 4, a Lorentzian 1/26 at 5.
+_REACH = {"gaussian": 4.0, "lorentzian": 5.0}
+
+
+def render(points, shape, amplitude, sigma_x, sigma_y, theta, *, owner=False, profile="gaussian"):
     """Sum of elliptical Gaussians on an (H, W) grid, rendered in local windows.
 
     Parameters
@@ -25,6 +29,11 @@ def render(points, shape, amplitude, sigma_x, sigma_y, theta, *, owner=False):
     owner : bool
         Also return, per pixel, the largest single contribution and the index
         of the atom that gives it (-1 where nothing contributes).
+    profile : {"gaussian", "lorentzian"}
+        ``exp(-rho^2 / 2)``, or ``1 / (1 + rho^2)`` (a probe's skirt: the
+        widths are then its half widths at half maximum), where ``rho`` is the
+        distance in widths. The window reaches 4 widths (a Gaussian) or 5 (a
+        Lorentzian, cut where it falls to 1/26 of its peak).
 
     Returns
     -------
@@ -42,7 +51,9 @@ def render(points, shape, amplitude, sigma_x, sigma_y, theta, *, owner=False):
     if n == 0:
         out = image.reshape(shape)
         return (out, peak.reshape(shape), who.reshape(shape)) if owner else out
-    r = int(np.ceil(4 * max(sigma_x.max(), sigma_y.max())))
+    if profile not in _REACH:
+        raise ValueError(f"profile must be one of {tuple(_REACH)}, got {profile!r}")
+    r = int(np.ceil(_REACH[profile] * max(sigma_x.max(), sigma_y.max())))
     off = np.arange(-r, r + 1)
     ox, oy = np.meshgrid(off, off)
     ox, oy = ox.ravel(), oy.ravel()
@@ -55,9 +66,9 @@ def render(points, shape, amplitude, sigma_x, sigma_y, theta, *, owner=False):
         # theta is counter-clockwise as displayed: the row axis points down.
         u = dx * np.cos(t) - dy * np.sin(t)
         v = dx * np.sin(t) + dy * np.cos(t)
-        val = amplitude[chunk, None] * np.exp(
-            -0.5 * ((u / sigma_x[chunk, None]) ** 2 + (v / sigma_y[chunk, None]) ** 2)
-        )
+        rho2 = (u / sigma_x[chunk, None]) ** 2 + (v / sigma_y[chunk, None]) ** 2
+        shape_ = np.exp(-0.5 * rho2) if profile == "gaussian" else 1.0 / (1.0 + rho2)
+        val = amplitude[chunk, None] * shape_
         inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
         flat = (py * w + px)[inside]
         vals = val[inside]

@@ -38,6 +38,7 @@ import functools
 import numpy as np
 from scipy.spatial import cKDTree
 
+from . import probe
 from .gaussians import render
 
 __all__ = ["refine_centres"]
@@ -145,7 +146,8 @@ def refine_centres(
             if found is None:
                 break
             last, (cov, noise) = cov, found
-            metric = (_metric(cov), _metric(cov))
+            form = _probe(image, xy, amp, _metric(cov), ~cut, sigma)
+            metric = (form, form)
             xy, amp = fit(xy, metric, noise, cov, amp)
             if last is not None and np.abs(cov - last).max() < 0.01 * np.trace(cov) / 2:
                 break
@@ -179,16 +181,23 @@ def _fit_all(
     """
     refit = amp is not None
     xy, amp = xy.copy(), (amp.copy() if refit else np.zeros(len(xy)))
+    # The lone pass is for the isolated atoms only: a crowded atom fitted alone
+    # leans on its neighbour's light, and two columns 3 widths apart can slide
+    # onto one another. The crowded atoms keep their start and get amplitudes
+    # fitted jointly with their neighbours' (below); the rounds then move them.
+    lone = ~crowded
     if noise is None:  # no measured weights: the isotropic Gaussian-mask pass
-        xy, amp = _pass(single, xy, metric, radius, iterations, None)
+        if lone.any():
+            xy[lone], amp[lone] = _pass(single, xy[lone], metric, radius, iterations, None)
     else:
         # The likelihood's weight reaches further than the first pass's window,
         # except where a close neighbour would fall in it.
         reach = _REACH * np.sqrt(np.linalg.eigvalsh(cov)[1])
         wide = int(np.clip(np.round(reach), radius, 30))  # the disc reaches 0.5 px further
-        for group, r in ((~crowded, wide), (crowded & ~refit, radius)):
-            if group.any():
-                xy[group], amp[group] = _pass(single, xy[group], metric, r, iterations, None, noise)
+        if lone.any():
+            xy[lone], amp[lone] = _pass(single, xy[lone], metric, wide, iterations, None, noise)
+    if not refit and crowded.any():
+        amp[crowded] = _joint_amplitudes(single, xy, amp, crowded, metric, radius, noise)
     # Atoms cut by the border get a full fit, with their close neighbours'
     # models removed; the neighbours' rounds then see the cut atoms' fits.
     form = metric[0]
@@ -224,6 +233,22 @@ def _fit_all(
     return xy, amp
 
 
+def _joint_amplitudes(image, xy, amp, crowded, metric, radius, noise, sweeps=4):
+    """Amplitudes of the crowded atoms at fixed centres, each fitted with its
+    neighbours' models removed; a few relaxed sweeps (Jacobi) settle them."""
+    form = metric[0]
+    # the first guess leans on the neighbours' light: each one alone, at its start
+    _, first = _pass(image, xy[crowded], metric, radius, 1, None, noise)
+    amp = amp.copy()
+    amp[crowded] = first
+    for _ in range(sweeps):
+        full = _render_form(xy, image.shape, amp, form)
+        others = (full, xy[crowded], amp[crowded], form)
+        _, new = _pass(image, xy[crowded], metric, radius, 1, others, noise)
+        amp[crowded] = (1 - _RELAX) * amp[crowded] + _RELAX * np.maximum(new, 0.0)
+    return amp[crowded]
+
+
 def _remeasure(image, xy, amp, form, use, sigma, width, radius):
     """(cov, noise) measured on a sample of the atoms ``use`` with every other atom's
     fitted model (quadratic form ``form``) removed; None when either fails."""
@@ -241,6 +266,26 @@ def _remeasure(image, xy, amp, form, use, sigma, width, radius):
     return None if noise is None else (cov, noise)
 
 
+def _probe(image, xy, amp, form, use, sigma):
+    """The probe's form: ``form`` (a Gaussian), or where the image shows a skirt the
+    form of 5 of :mod:`atomstat.probe`, measured on a sample of the atoms ``use``
+    with every other atom's model removed (twice: the second time the neighbours
+    are removed with their skirts)."""
+    idx = np.flatnonzero(use & np.isfinite(xy).all(axis=1) & (amp > 0))
+    if len(idx) < 8:
+        return form
+    reach = int(np.clip(np.ceil(5 * sigma), 5, 30))
+    pick = _sample(idx, probe.SAMPLE)
+    best = form
+    for _ in range(2):
+        full = _render_form(xy, image.shape, amp, best)
+        dx, dy, ok, data = _sample_windows(image, xy[pick], reach, (full, amp[pick], best))
+        best = probe.fit_skirt(_quad(dx, dy, form), ok, data, form)
+        if len(best) == 3:
+            break
+    return best
+
+
 def _pass(image, xy, metric, radius, iterations, others, noise=None):
     out, amp = np.empty_like(xy), np.empty(len(xy))
     for chunk in np.array_split(np.arange(len(xy)), -(-len(xy) // _CHUNK)):
@@ -252,13 +297,17 @@ def _pass(image, xy, metric, radius, iterations, others, noise=None):
 
 
 def _render_form(xy, shape, amp, form):
-    """Sum of the atoms' Gaussians of quadratic form ``form`` (from :func:`_metric`), float32."""
+    """Sum of the atoms' models of probe ``form`` (from :func:`_metric`, or with a tail
+    from :func:`_probe`) at peak heights ``amp``, float32."""
     lam, vec = np.linalg.eigh(np.array([[form[0], form[1]], [form[1], form[2]]]))
     # render's axes: u = dx cos t - dy sin t (width sigma_x), v = dx sin t + dy cos t.
-    theta = np.degrees(np.arctan2(-vec[1, 0], vec[0, 0]))
-    n = len(xy)
-    sx, sy = np.full(n, 1 / np.sqrt(lam[0])), np.full(n, 1 / np.sqrt(lam[1]))
-    return render(xy, shape, amp, sx, sy, np.full(n, theta)).astype(np.float32)
+    theta = np.full(len(xy), np.degrees(np.arctan2(-vec[1, 0], vec[0, 0])))
+    sx, sy = np.full(len(xy), 1 / np.sqrt(lam[0])), np.full(len(xy), 1 / np.sqrt(lam[1]))
+    if len(form) == 3:
+        return render(xy, shape, amp, sx, sy, theta).astype(np.float32)
+    share, k = form[3], form[4]
+    out = render(xy, shape, amp * (1 - share), sx, sy, theta)
+    return (out + probe.skirt(xy, shape, amp * share, form[:3] / (k * k))).astype(np.float32)
 
 
 def _nearest(xy):
@@ -356,7 +405,7 @@ def _sample_windows(image, xy, radius, others):
     data = image.ravel()[flat]
     if others is not None:
         full, amp, form = others
-        own = amp[keep, None] * np.exp(-0.5 * _quad(dx, dy, form))
+        own = amp[keep, None] * probe.profile(_quad(dx, dy, form), form)
         data = data - full.ravel()[flat] + own
     return dx, dy, ok, data
 
@@ -397,14 +446,15 @@ def _gaussian_mask(image, xy, metric, radius, iterations, others, noise=None):
             full, own_xy, own_amp, form = others
             shift = (at - own_xy[active]).astype(np.float32)
             ex, ey = dx + shift[:, :1], dy + shift[:, 1:]
-            own = own_amp[active, None].astype(np.float32) * np.exp(
-                -0.5 * _quad(ex, ey, form.astype(np.float32))
-            )
+            f4 = form.astype(np.float32)
+            own = own_amp[active, None].astype(np.float32) * probe.profile(_quad(ex, ey, f4), f4)
             near = full.ravel()[flat] - own
             data = data - near
-        g = np.exp(-0.5 * _quad(dx, dy, m))
+        q = _quad(dx, dy, m)
+        g = probe.profile(q, m)
+        slope = g if len(m) == 3 else probe.slope(q, m)  # the model's gradient is amp * slope * M d
         amp[active], back = _linear_amp_back(data, g * ok, ok)
-        weight = (g if wform is model else np.exp(-0.5 * _quad(dx, dy, mw))) * ok
+        weight = (slope if wform is model else np.exp(-0.5 * _quad(dx, dy, mw))) * ok
         if noise is not None:
             mean = np.maximum(back[:, None] + amp[active, None] * g + near, 0.0)
             weight = weight / (noise[0] + noise[1] * mean).astype(np.float32)
@@ -418,7 +468,7 @@ def _gaussian_mask(image, xy, metric, radius, iterations, others, noise=None):
         ) * weight
         f8 = np.float64
         fx, fy = (resid * dx).sum(axis=1, dtype=f8), (resid * dy).sum(axis=1, dtype=f8)
-        wg = weight * g * amp[active, None].astype(np.float32)
+        wg = weight * slope * amp[active, None].astype(np.float32)
         sxx, syy = (wg * dx * dx).sum(axis=1, dtype=f8), (wg * dy * dy).sum(axis=1, dtype=f8)
         sxy = (wg * dx * dy).sum(axis=1, dtype=f8)
         det = sxx * syy - sxy * sxy
@@ -490,9 +540,15 @@ def _initial(image, xy, sigma, radius):
     return np.column_stack([xy, np.maximum(amp, 1e-6), np.full(len(xy), sigma), back])
 
 
-def _lm(image, p, radius, iterations, unit=_ROUND):
+def _lm(image, p, radius, iterations, unit=_ROUND, own=None):
+    """Levenberg-Marquardt fit of :func:`_model` in each atom's window; with ``own``
+    (centres, amplitudes, quadratic form) each atom's earlier model is added back
+    to ``image`` (an image less every atom's model) in its own window."""
     px, py, flat, w = _window(image, p[:, :2], radius)
     data = image.ravel()[flat]
+    if own is not None:
+        (ox, oy), oamp, oform = own[0].T[:, :, None], own[1], own[2]
+        data = data + oamp[:, None] * probe.profile(_quad(px - ox, py - oy, oform), oform)
     lam = np.full(len(p), 1e-2)
     for _ in range(iterations):
         f, jac = _model(p, px, py, unit)
@@ -537,11 +593,18 @@ def _fit_cut(target, xy, amp, start, cut, sigma, radius, iterations, form):
     border (``xy`` and ``amp`` updated in place) on ``target``, the image less its
     neighbours' models where they matter. Every call starts from ``start``: a fit
     started from the last round's drifts, round after round, off some border atoms.
-    The atoms' shape (quadratic form ``form``) is kept and only its size fitted."""
-    unit = form / np.sqrt(form[0] * form[2] - form[1] ** 2)
+    The atoms' shape (quadratic form ``form``) is kept and only its size fitted.
+    The other cut atoms' models (at their last fit) are removed too: two columns of
+    a dumbbell on the border row, each fitted alone, would both take the pair's
+    centre and come out as one atom counted twice."""
+    unit = form[:3] / np.sqrt(form[0] * form[2] - form[1] ** 2)
     p0 = _initial(target, start[cut], sigma, radius)
+    own = None
+    if (amp[cut] > 0).any():
+        own = (xy[cut], np.maximum(amp[cut], 0.0), form)
+        target = target - _render_form(own[0], target.shape, own[1], form)
     p0[:, 3] = (form[0] * form[2] - form[1] ** 2) ** -0.25  # the shape's mean width
-    p = _lm(target, p0, radius, iterations, unit)
+    p = _lm(target, p0, radius, iterations, unit, own)
     good = np.isfinite(p[:, :3]).all(axis=1)
     xy[cut] = np.where(good[:, None], p[:, :2], start[cut])
     amp[cut] = np.where(good, p[:, 2], 0.0)
