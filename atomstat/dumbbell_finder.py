@@ -5,9 +5,14 @@ stack is read chunk by chunk), the network runs once per frame, and then:
 
 - ``method="columns"``: every column is located and refined on the raw
   frame, and the columns are paired (:func:`atomstat.pair_dumbbells`);
-- ``method="blob"``: the probability map is smoothed over a quarter of the
-  column separation, so that the two columns' blobs merge, and each merged
-  blob's ellipse gives the angle (the paper's route).
+- ``method="blob"``: the probability map is contoured at a lower level, and
+  smoothed if need be, so that the two columns' blobs merge, and each merged
+  blob's ellipse gives the angle (the paper's route). How far to go is read
+  from the first frame: of the levels 0.5 to 0.05 and the smoothings 0 to a
+  quarter of the column separation, the least change that merges the most
+  columns in pairs, each pair in a blob of its own, wins. Columns 3 widths
+  apart (Si[110] on a real probe) merge at 0.2 with no smoothing; the shipped
+  network keeps columns 4 widths apart down to 0.01, which takes the smoothing.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ __all__ = ["find_dumbbells"]
 log = logging.getLogger(__name__)
 
 _FRAMES_PER_CHUNK = 16
-_BLOB_THRESHOLD = 0.2
+#: Contour levels and smoothings (in column separations) tried for merging the pairs,
+#: in order of preference.
+_MERGE_LEVELS = (0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
+_MERGE_SMOOTHING = (0.0, 0.125, 0.25)
 _REFINE_ITERATIONS = 3
 
 
@@ -55,8 +63,9 @@ def find_dumbbells(
     model : None, str, Path or keras.Model
         None uses the shipped ``universal`` model.
     threshold : float, optional
-        Contour level: 0.5 for ``"columns"``, 0.2 on the smoothed map for
-        ``"blob"`` by default.
+        Contour level: 0.5 for ``"columns"``; for ``"blob"`` by default the
+        level (and smoothing) that merges the most column pairs on the first
+        frame (see the module), else that level with the smoothing chosen.
     reference, separation, tolerance
         See :func:`pair_dumbbells`.
     progress : bool
@@ -77,9 +86,9 @@ def find_dumbbells(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if threshold is None:
-        threshold = 0.5 if method == "columns" else _BLOB_THRESHOLD
-    threshold = number("threshold", threshold, low=0, high=1, low_open=True, high_open=True)
+    if threshold is not None or method == "columns":
+        threshold = 0.5 if threshold is None else threshold
+        threshold = number("threshold", threshold, low=0, high=1, low_open=True, high_open=True)
     if data is None:
         raise TypeError("find_dumbbells takes an image, a stack, a Signal2D or a path; got None")
     if isinstance(data, str | Path):
@@ -108,16 +117,18 @@ def _locate_frames(data, model, threshold, method, separation, progress):
     frames = frames if np.ndim(frames) != 2 else frames[None]
     sigma = estimate_sigma(np.asarray(frames[0], np.float32))
     sigma = float(sigma) if np.isfinite(sigma) else None
-    tables = []
+    tables, smoothing = [], None
     for start in _progress(range(0, len(frames), _FRAMES_PER_CHUNK), progress, len(frames)):
         chunk = np.asarray(frames[start : start + _FRAMES_PER_CHUNK], np.float32)
         prob = segment(chunk, model=model, sigma=sigma)
         if method == "columns":
             atoms = _columns(prob, chunk, threshold, sigma)
         else:
-            if separation is None:
-                separation = _typical_separation(_blob_table(prob[0]))
-            atoms = _merged(prob, chunk, threshold, separation)
+            if smoothing is None:  # chosen on the first frame, kept for the movie
+                columns = _blob_table(prob[0])
+                separation = separation or _typical_separation(columns)
+                smoothing, threshold = _merge_rule(prob[0], columns, separation, threshold)
+            atoms = _merged(prob, chunk, threshold, smoothing)
         atoms["frame"] += start
         tables.append(atoms)
     atoms = concat_frames(tables)
@@ -154,12 +165,54 @@ def _columns(prob, chunk, threshold, sigma):
     return add_intensity(atoms, chunk, half_width=max(1, round(sigma)))
 
 
-def _merged(prob, chunk, threshold, separation):
-    """Blobs of the probability map smoothed over a quarter of the separation."""
+def _merged(prob, chunk, threshold, smoothing):
+    """Blobs of the probability map smoothed over ``smoothing`` px, at ``threshold``."""
     from .locate import locate
 
-    smooth = ndimage.gaussian_filter(prob, (0, separation / 4, separation / 4))
+    smooth = ndimage.gaussian_filter(prob, (0, smoothing, smoothing)) if smoothing else prob
     return locate(smooth, chunk, threshold=threshold, refine=False)
+
+
+def _merge_rule(prob, columns, separation, threshold=None):
+    """(smoothing px, level) that merge the most columns in pairs on one frame.
+
+    A blob holding exactly two columns (the centres of the blobs at 0.5), no
+    further apart than 1.3 separations, is a merged pair. Of the levels (only
+    ``threshold`` when given) and smoothings tried, in order of preference,
+    the first to reach 95 % of the most pairs any reaches wins.
+    """
+    xy = columns[["x", "y"]].to_numpy()
+    px = np.clip(np.round(xy).astype(int), 0, np.array(prob.shape[::-1]) - 1)
+    levels = _MERGE_LEVELS if threshold is None else (threshold,)
+    tried = []
+    for share in _MERGE_SMOOTHING:
+        smooth = ndimage.gaussian_filter(prob, share * separation) if share else prob
+        for level in levels:
+            labels, _ = ndimage.label(smooth >= level)
+            tried.append((_merged_pairs(labels[px[:, 1], px[:, 0]], xy, separation), share, level))
+    most = max(t[0] for t in tried)
+    pairs, share, level = next(t for t in tried if t[0] >= 0.95 * most)
+    log.info(
+        "blob route: %d column pairs merge at level %.2f, smoothing %.3g px",
+        pairs,
+        level,
+        share * separation,
+    )
+    return share * separation, level
+
+
+def _merged_pairs(owner, xy, separation):
+    """How many blobs hold exactly two of the columns, at most 1.3 separations apart."""
+    inside = owner > 0
+    ids, count = np.unique(owner[inside], return_counts=True)
+    two = ids[count == 2]
+    if not len(two):
+        return 0
+    rows = np.flatnonzero(inside)
+    order = np.argsort(owner[rows], kind="stable")
+    grouped = rows[order][np.isin(owner[rows][order], two)].reshape(-1, 2)
+    d = np.hypot(*(xy[grouped[:, 0]] - xy[grouped[:, 1]]).T)
+    return int((d <= 1.3 * separation).sum())
 
 
 def _progress(iterable, enabled, total):
