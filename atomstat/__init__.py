@@ -5,6 +5,7 @@ The pipeline, one module per stage: :func:`load` (io), :func:`segment`
 Every stage reads and writes the atoms table defined in :mod:`atomstat.table`.
 """
 
+from .defects import find_defects
 from .dumbbell_finder import find_dumbbells
 from .dumbbells import pair_dumbbells
 from .errors import AtomstatError, LoadError
@@ -21,6 +22,7 @@ from .pipeline import analyze
 from .register import align_frames, estimate_drift
 from .session import load_session, save_session
 from .simulate import simulate_lattice
+from .sublattices import sublattices
 from .table import ATOM_COLUMNS, empty_atoms
 from .timeseries import time_series, unwrap_angles
 from .track import get_drift, track
@@ -37,6 +39,8 @@ __all__ = [
     "anomaly_scores",
     "cluster",
     "find_anomalies",
+    "find_defects",
+    "sublattices",
     "LabelSet",
     "load_session",
     "save_session",

@@ -17,7 +17,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["ATOM_COLUMNS", "INDEX_NAME", "empty_atoms", "make_atoms", "validate_atoms"]
+__all__ = [
+    "ATOM_COLUMNS",
+    "DEFECT_COLUMNS",
+    "DEFECT_KINDS",
+    "INDEX_NAME",
+    "STAGE_COLUMNS",
+    "empty_atoms",
+    "make_atoms",
+    "make_defects",
+    "validate_atoms",
+]
 
 INDEX_NAME = "atom_id"
 
@@ -39,6 +49,32 @@ ATOM_COLUMNS: dict[str, str] = {
     "confidence": "float32",
     "edge": "bool",
 }
+
+#: Columns that later stages add (not part of every table): name -> dtype.
+#: ``sublattice`` is -1 for an atom on no site (:func:`atomstat.sublattices`).
+STAGE_COLUMNS: dict[str, str] = {
+    "sublattice": "int64",
+    "site_distance": "float64",
+    "sublattice_nn_distance": "float64",
+    "intensity_relative": "float64",
+    "anomaly": "bool",
+    "anomaly_score": "float64",
+}
+
+#: The defects table of :func:`atomstat.find_defects`: one row per defect per frame.
+#: ``kind`` is one of ``DEFECT_KINDS``; ``atom_id`` is the atom's id in the atoms table
+#: (-1 for a vacancy or an image feature); ``size`` the feature's width (px, NaN for atoms).
+DEFECT_COLUMNS: dict[str, str] = {
+    "frame": "int64",
+    "x": "float64",
+    "y": "float64",
+    "kind": "object",
+    "score": "float64",
+    "sublattice": "int64",
+    "size": "float64",
+    "atom_id": "int64",
+}
+DEFECT_KINDS = ("vacancy", "adatom", "anomaly", "bright", "dark")
 
 DEFAULT_ATTRS = {"pixel_size": 1.0, "units": "px", "source": None}
 
@@ -97,6 +133,32 @@ def make_atoms(columns: dict, *, attrs: dict | None = None, start_id: int = 0) -
     if attrs:
         atoms.attrs.update(attrs)
     return atoms
+
+
+def make_defects(columns: dict | None = None, *, attrs: dict | None = None) -> pd.DataFrame:
+    """Build a defects table (:data:`DEFECT_COLUMNS`, in that order) from a mapping of
+    column name to 1-D array; missing columns are filled (NaN, -1 for ``sublattice`` and
+    ``atom_id``, 0 for ``frame``).
+
+    Examples
+    --------
+    >>> d = make_defects({"x": [3.0], "y": [4.0], "kind": ["vacancy"]})
+    >>> d.kind.tolist(), d.sublattice.tolist(), d.atom_id.tolist()
+    (['vacancy'], [-1], [-1])
+    """
+    columns = columns or {}
+    n = len(next(iter(columns.values()))) if columns else 0
+    fill = {"frame": 0, "sublattice": -1, "atom_id": -1, "kind": ""}
+    data = {}
+    for name, dtype in DEFECT_COLUMNS.items():
+        if name in columns:
+            data[name] = np.asarray(columns[name]).astype(dtype, copy=False)
+        else:
+            data[name] = np.full(n, fill.get(name, np.nan)).astype(dtype)
+    out = pd.DataFrame(data)
+    out.index.name = "defect_id"
+    out.attrs.update(attrs or {})
+    return out
 
 
 def validate_atoms(atoms: pd.DataFrame, *, required=("frame", "x", "y"), finite=()) -> pd.DataFrame:
