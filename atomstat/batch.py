@@ -78,7 +78,8 @@ def write_frames(root, source, path, settings: Settings, start, stop, sigma, met
 
 def find_defects(atoms, frames, start, stop):
     """The defects of the frames, from :func:`atomstat.find_defects` when it exists
-    (None otherwise: the anomaly flags are then all the dataset has)."""
+    (None otherwise: the anomaly flags are then all the dataset has). ``atom_id`` in the
+    defects is the atom's number within its frame (the dataset's ``atom`` column)."""
     try:
         from .defects import find_defects as finder
     except ImportError:
@@ -87,8 +88,12 @@ def find_defects(atoms, frames, start, stop):
 
     tables = []
     for frame in range(start, stop):
-        rows = atoms[atoms["frame"] == frame]
-        found = finder(rows, np.asarray(frames[frame], np.float32))
+        rows = atoms[atoms["frame"] == frame].reset_index(drop=True).assign(frame=0)
+        try:
+            found = finder(rows, np.asarray(frames[frame], np.float32))
+        except (ValueError, TypeError, np.linalg.LinAlgError) as exc:  # e.g. too few atoms
+            log.warning("frame %d: no defects (%s)", frame, exc)
+            continue
         tables.append(found.assign(frame=frame))
     return pd.concat(tables, ignore_index=True) if tables else None
 

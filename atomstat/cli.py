@@ -1,4 +1,4 @@
-"""Command-line interface: ``atomstat analyze``, ``train``, ``track``, ``dashboard``.
+"""Command-line interface: ``atomstat analyze``, ``train``, ``track``, ``watch``, ``dashboard``.
 
 Each subcommand parses its arguments and calls the library; no analysis
 logic lives here.
@@ -76,6 +76,8 @@ def _analyze(args) -> int:
     from .pipeline import analyze
     from .plot import save_overlay
 
+    if args.scheduler or args.workers or args.dataset:
+        return _analyze_dataset(args)
     out = output_folder(args.out)
     if out is None:
         return 1
@@ -114,6 +116,75 @@ def _analyze(args) -> int:
     if failed:
         log.error("%d of %d files failed: %s", len(failed), len(args.files), ", ".join(failed))
     return 1 if failed else 0
+
+
+def _settings(args):
+    """The analysis settings of ``analyze`` and ``watch`` (for the dataset and the cluster)."""
+    from .distributed import Settings
+
+    return Settings(
+        threshold=args.threshold,
+        model=args.model,
+        preprocess=args.preprocess,
+        split={"auto": None, "on": True, "off": False}[args.split],
+        anomalies=args.anomalies,
+        channel=getattr(args, "channel", None),
+        direction=getattr(args, "direction", None),
+    )
+
+
+def _analyze_dataset(args) -> int:
+    """``analyze --scheduler/--workers/--dataset``: the files into the Parquet dataset at --out,
+    on a Dask cluster or in this process."""
+    from .batch import analyze_files
+    from .distributed import close, connect
+
+    out = output_folder(args.out)
+    if out is None:
+        return 1
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    try:
+        client = connect(args.scheduler, args.workers)
+    except (OSError, TimeoutError, ValueError) as exc:
+        log.error("cannot reach the Dask scheduler %s: %s", args.scheduler, exc)
+        return 1
+    if client is not None:
+        log.info("Dask dashboard: %s", client.dashboard_link)
+    try:
+        report = analyze_files(
+            args.files, out, client=client, material=args.material, settings=_settings(args),
+            progress=True,
+        )  # fmt: skip
+    finally:
+        if client is not None:
+            close(client)
+    (log.error if report.failed else log.info)("%s", report.summary())
+    return 1 if report.failed else 0
+
+
+def _watch(args) -> int:
+    from .watch import Watcher
+
+    out = output_folder(args.out)
+    if out is None:
+        return 1
+    try:
+        watcher = Watcher(
+            args.folder, out, settings=_settings(args), material=args.material,
+            settle=args.settle, polling=args.polling,
+        )  # fmt: skip
+    except (NotADirectoryError, TypeError, ValueError) as exc:
+        log.error("cannot watch: %s", exc)
+        return 1
+    log.info(
+        "watching %s -> %s (Ctrl-C stops; a restart goes on where it stopped)", args.folder, out
+    )
+    try:
+        written = watcher.run(once=args.once)
+    except KeyboardInterrupt:
+        written = watcher.written
+    log.info("%d frame(s) written to %s", written, out)
+    return 0
 
 
 def _write_anomalies(out, stem, image, atoms, args, *, source):
@@ -329,6 +400,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="COLS",
         help="comma-separated descriptors for --anomalies (default: area,circularity,intensity)",
     )
+    cluster = a.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on this Dask cluster (tcp://host:8786 or a scheduler .json file) and write "
+        "the Parquet dataset to --out",
+    )
+    cluster.add_argument(
+        "--workers",
+        type=int_range(1),
+        default=None,
+        metavar="N",
+        help="start a local Dask cluster of N worker processes and write the Parquet dataset",
+    )
+    a.add_argument(
+        "--dataset",
+        action="store_true",
+        help="write the Parquet dataset to --out in this process (implied by --scheduler and "
+        "--workers); a re-run skips what is written",
+    )
+    a.add_argument("--material", default=None, help="material tag for the library, e.g. graphene")
     a.set_defaults(func=_analyze)
 
     t = sub.add_parser("train", help="train the FCN on simulated images")
@@ -385,6 +478,7 @@ def _parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     _track_parser(sub)
+    _watch_parser(sub)
     serve.add_parser(sub)
     return p
 
@@ -428,6 +522,36 @@ def _track_parser(sub) -> None:
         help="comma-separated tracks for the angle plot (default: 6 of the longest)",
     )
     k.set_defaults(func=_track)
+
+
+def _watch_parser(sub) -> None:
+    w = sub.add_parser("watch", help="analyse the files a microscope writes into a folder, live")
+    w.add_argument("folder", metavar="DIR", help="the folder to follow")
+    w.add_argument("--out", required=True, help="folder of the Parquet dataset (the results)")
+    w.add_argument("--material", default=None, help="material tag for the library")
+    w.add_argument("--threshold", type=_probability, default=0.5, help="contour level (0.5)")
+    w.add_argument("--model", default=None, help="a shipped model or a .keras file")
+    w.add_argument("--preprocess", choices=("stm", "plane", "invert"), default=None)
+    w.add_argument("--split", choices=("auto", "on", "off"), default="auto")
+    w.add_argument(
+        "--anomalies",
+        choices=("ocsvm", "iforest", "lof"),
+        default="ocsvm",
+        help="anomaly flags, fitted frame by frame (default: ocsvm)",
+    )
+    w.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds a file's size must stay unchanged to be complete (not for .npy; 1.0)",
+    )
+    w.add_argument(
+        "--polling", action="store_true", help="poll the folder (network shares) instead of events"
+    )
+    w.add_argument(
+        "--once", action="store_true", help="analyse what is there and stop, instead of following"
+    )
+    w.set_defaults(func=_watch)
 
 
 def _probability(text):

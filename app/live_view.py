@@ -1,0 +1,201 @@
+"""The "Live" view: follow a run that ``atomstat watch`` (or a batch) is writing.
+
+:class:`LiveFeed` holds no widgets: it reads the partitions of the Parquet
+dataset that appeared since its last look, and keeps the newest frame's
+atoms, running histograms of a few descriptors over every atom so far, and
+running counts of the defects by kind (and of the anomaly flags).
+:class:`LiveView` draws it: the newest frame with its atoms, the histograms
+and the counts, refreshed every ``interval`` seconds. Each viewer's kernel
+has its own feed on the same dataset, so several people can watch one run.
+
+Wiring it into the page: ``LiveView(LiveFeed(results_folder)).widget`` is
+one ipywidgets box; call ``view.start()`` to follow and ``view.stop()`` when
+the page closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["LiveFeed", "LiveView"]
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("area", "nn_distance", "intensity")
+FLAGGED = "anomaly flag"  # the count of the atoms table's anomaly column
+
+
+class LiveFeed:
+    """What a run has written so far.
+
+    Parameters
+    ----------
+    root : str or Path
+        The dataset's folder (``atomstat watch DIR --out ROOT``).
+    columns : sequence of str
+        Descriptors with a running histogram.
+    bins : int
+        Bins per histogram; the edges are fixed by the first atoms seen
+        (their 1-99 % range, widened by half), and later values beyond them
+        are counted in the end bins.
+    """
+
+    def __init__(self, root, *, columns=COLUMNS, bins: int = 40):
+        self.root = Path(root)
+        self.columns, self.bins = tuple(columns), int(bins)
+        self.seen: set = set()
+        self.edges: dict = {}
+        self.counts = {c: np.zeros(self.bins, np.int64) for c in self.columns}
+        self.kinds: dict[str, int] = {}
+        self.frames = 0
+        self.atoms = 0
+        self.newest: pd.DataFrame | None = None  # the atoms of the newest frame
+        self.newest_key = None  # (source_id, frame)
+
+    def poll(self) -> bool:
+        """Read the partitions written since the last call; True if there were any."""
+        parts = sorted(
+            (p.stat().st_mtime_ns, p)
+            for p in (self.root / "atoms").glob("*/frames-*.parquet")
+            if p not in self.seen
+        )
+        for _, part in parts:
+            try:
+                table = pd.read_parquet(part)
+            except (OSError, ValueError) as exc:  # half-renamed, or gone: next time
+                log.debug("not read yet: %s (%s)", part, exc)
+                continue
+            self.seen.add(part)
+            self._add(table, part)
+        return bool(parts)
+
+    def _add(self, table: pd.DataFrame, part: Path) -> None:
+        self.atoms += len(table)
+        frames = sorted(set(table["frame"])) if len(table) else []
+        self.frames += len(frames)
+        for column in self.columns:
+            if column in table:
+                self._count(column, table[column].to_numpy(float))
+        if "anomaly" in table:  # the per-frame flags, apart from the defect finder's kinds
+            flags = int(table["anomaly"].sum())
+            self.kinds[FLAGGED] = self.kinds.get(FLAGGED, 0) + flags
+        defects = part.parent.parent.parent / "defects" / part.parent.name / part.name
+        if defects.is_file():
+            for kind, n in pd.read_parquet(defects)["kind"].value_counts().items():
+                self.kinds[str(kind)] = self.kinds.get(str(kind), 0) + int(n)
+        if frames:
+            last = frames[-1]
+            self.newest = table[table["frame"] == last].reset_index(drop=True)
+            self.newest_key = (part.parent.name, int(last))
+
+    def _count(self, column: str, values: np.ndarray) -> None:
+        values = values[np.isfinite(values)]
+        if not len(values):
+            return
+        if column not in self.edges:
+            low, high = np.percentile(values, [1, 99])
+            pad = 0.5 * max(high - low, 1e-9)
+            self.edges[column] = np.linspace(low - pad, high + pad, self.bins + 1)
+        edges = self.edges[column]
+        index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, self.bins - 1)
+        self.counts[column] += np.bincount(index, minlength=self.bins)
+
+    def newest_image(self) -> np.ndarray | None:
+        """The pixels of the newest frame, read from its source (None before any)."""
+        if self.newest_key is None:
+            return None
+        from atomstat.library import Library, _frame
+
+        sid, frame = self.newest_key
+        paths = Library(self.root).query("select source_id, path from sources")
+        path = paths.set_index("source_id")["path"].get(sid)
+        return _frame(path, frame) if path is not None else None
+
+
+class LiveView:
+    """The newest frame with its atoms, the running histograms and the defect counts."""
+
+    def __init__(self, feed: LiveFeed, *, interval: float = 0.5):
+        import bqplot as bq
+        import ipywidgets as widgets
+
+        self.feed, self.interval = feed, float(interval)
+        self._stop = threading.Event()
+        self._thread = None
+        sx, sy = bq.LinearScale(), bq.LinearScale(reverse=True)
+        self.image = bq.Image(
+            image=widgets.Image(value=b"", format="png"), scales={"x": sx, "y": sy}
+        )
+        self.points = bq.Scatter(x=[], y=[], scales={"x": sx, "y": sy}, default_size=12,
+                                 colors=["#00b4ff"], stroke="black")  # fmt: skip
+        self.frame = bq.Figure(marks=[self.image, self.points], padding_y=0, title="waiting",
+                               layout=widgets.Layout(width="420px", height="420px"))  # fmt: skip
+        self.bars = {}
+        figures = []
+        for column in feed.columns:
+            bx, by = bq.LinearScale(allow_padding=False), bq.LinearScale(min=0)
+            bars = bq.Bars(x=[0.0, 1.0], y=[0.0, 0.0], scales={"x": bx, "y": by},
+                           colors=["#9e9e9e"])  # fmt: skip
+            self.bars[column] = bars
+            axis = bq.Axis(scale=bx, num_ticks=4, tick_format=".3~g")
+            layout = widgets.Layout(width="260px", height="160px")
+            figures.append(bq.Figure(marks=[bars], title=column, axes=[axis], layout=layout))
+        self.table = widgets.HTML()
+        self.widget = widgets.HBox([self.frame, widgets.VBox([*figures, self.table])])
+
+    def refresh(self) -> bool:
+        """Poll the feed and redraw what changed; True if anything did."""
+        if not self.feed.poll():
+            return False
+        from app.render import display_png
+
+        image = self.feed.newest_image()
+        atoms = self.feed.newest
+        if image is not None:
+            png, xs, ys = display_png(image, max_side=1024)
+            with self.image.hold_sync():
+                self.image.image.value = png
+                self.image.x, self.image.y = xs, ys[::-1]
+        with self.points.hold_sync():
+            self.points.x, self.points.y = atoms["x"].to_numpy(), atoms["y"].to_numpy()
+        sid, frame = self.feed.newest_key
+        self.frame.title = f"frame {frame} of {sid[:8]}: {len(atoms)} atoms"
+        for column, bars in self.bars.items():
+            edges = self.feed.edges.get(column)
+            if edges is not None:
+                with bars.hold_sync():
+                    bars.x = (edges[:-1] + edges[1:]) / 2
+                    bars.y = self.feed.counts[column].astype(float)
+        rows = "".join(
+            f"<tr><td>{k}</td><td>{n}</td></tr>" for k, n in sorted(self.feed.kinds.items())
+        )
+        self.table.value = (
+            f"<b>{self.feed.frames} frames, {self.feed.atoms} atoms</b>"
+            f"<table><tr><th>defect</th><th>count</th></tr>{rows}</table>"
+        )
+        return True
+
+    def start(self) -> None:
+        """Follow the run in a background thread (every ``interval`` seconds)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="atomstat-live")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.refresh()
+            except Exception:  # a view must not die with one bad partition
+                log.exception("live view: refresh failed")
