@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 from skimage.measure import find_contours
 
 from ._arrays import as_array
@@ -74,7 +77,10 @@ def locate(
         contours). It helps
         on dense, blurred lattices (STM); on STEM columns it may cut a
         distorted column in two, so :func:`atomstat.analyze` turns it on for
-        STM only. How many blobs were split is in ``attrs["split_blobs"]``.
+        STM only. Without it, only a blob that plainly holds two atoms is
+        split: more than 1.8 times the median area, in parts at least 2.5
+        atom widths apart (a dumbbell that the map merged). How many blobs
+        were split is in ``attrs["split_blobs"]``.
 
     Returns
     -------
@@ -82,7 +88,10 @@ def locate(
         The atoms table (see :mod:`atomstat.table`), one row per blob, with
         ``edge`` True for blobs cut by the image border. With ``image``, a
         border blob whose refined centre falls outside the image is the tail
-        of an atom beyond the field of view and is not reported.
+        of an atom beyond the field of view and is not reported, and blobs
+        refined to within one atom width of each other are one atom (at their
+        mean centre, with the most confident blob's descriptors;
+        ``attrs["duplicates"]`` counts the others).
 
     Examples
     --------
@@ -145,7 +154,7 @@ def concat_frames(tables):
         return empty_atoms()
     out = pd.concat(tables, ignore_index=True).rename_axis("atom_id")
     out.attrs.update(tables[0].attrs)
-    for key in ("fragments", "split_blobs"):
+    for key in ("fragments", "split_blobs", "duplicates"):
         if any(key in t.attrs for t in tables):
             out.attrs[key] = int(sum(t.attrs.get(key, 0) for t in tables))
     return out
@@ -174,16 +183,42 @@ def _locate_frame(prob, raw, levels, sigma, refine, split, frame):
     shapes["frame"] = np.full(len(shapes["x"]), frame)
     if sigma is None:
         sigma = _blob_sigma(shapes["area"])
+    duplicates = 0
     if raw is not None and refine:
         xy = refine_centres(raw, np.column_stack([shapes["x"], shapes["y"]]), sigma)
         shapes["x"], shapes["y"] = xy[:, 0], xy[:, 1]
         shapes = _inside(shapes, raw.shape)
+        shapes, duplicates = _dedupe(shapes, DUPLICATE * sigma)
     atoms = make_atoms(shapes)
     atoms = add_neighbours(atoms)
     if raw is not None:
         atoms = add_intensity(atoms, raw, half_width=max(1, round(sigma)))
-    atoms.attrs.update(fragments=fragments, split_blobs=n_split)
+    atoms.attrs.update(fragments=fragments, split_blobs=n_split, duplicates=duplicates)
     return atoms
+
+
+def _dedupe(shapes, reach):
+    """One atom for every group of atoms refined to within ``reach`` px of each other.
+
+    Two blobs on one column (a column the map cut in two, a fragment beside its
+    atom) are refined as two overlapping atoms, which settle on either side of
+    the column's centre. The group keeps the most confident blob's descriptors
+    and the mean of its centres. Returns the shapes and how many were dropped.
+    """
+    xy = np.column_stack([shapes["x"], shapes["y"]])
+    pairs = cKDTree(xy).query_pairs(reach, output_type="ndarray") if len(xy) > 1 else []
+    if not len(pairs):
+        return shapes, 0
+    n = len(xy)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    order = np.lexsort((-shapes["confidence"], group))  # by group, most confident first
+    first = order[np.r_[True, group[order][1:] != group[order][:-1]]]
+    size = np.bincount(group)
+    out = {k: v[first] for k, v in shapes.items()}
+    for axis, name in enumerate(("x", "y")):
+        out[name] = np.bincount(group, xy[:, axis])[group[first]] / size[group[first]]
+    return out, n - len(first)
 
 
 def _blob_sigma(area):
@@ -226,6 +261,10 @@ def blob_shapes(prob: np.ndarray, threshold: float = 0.5) -> dict:
 
 #: A blob is examined for merged atoms when its area exceeds this many times the median.
 _SPLIT_AREA = 1.6
+#: Two refined atoms closer than this many atom widths are one atom found twice: two
+#: columns so close cannot be told apart, and two blobs on one column settle about
+#: 0.6 widths apart.
+DUPLICATE = 1.0
 #: Without ``split``, a blob is split only when it is this many times the median area
 #: and its parts lie this many atom widths apart: two columns that the map merged.
 _MERGED_AREA = 1.8

@@ -335,3 +335,31 @@ def test_split_keeps_a_blob_with_one_significant_peak(blob):
     parts = locate(prob, split=True)
     assert len(parts) == 7
     assert parts.attrs["split_blobs"] == 0
+
+
+def test_a_merged_dumbbell_is_split_without_asking():
+    """Two atoms 6.8 px apart (2.8 widths) share one blob at 0.5: twice the typical area,
+    in parts 2.8 widths apart, it is split even with ``split=False``; an elongated
+    single atom of the same size is not."""
+    pair = locate(_gauss_map([*_SINGLES, (56.6, 55, 3, 3, 1.0), (63.4, 55, 3, 3, 1.0)]))
+    assert len(pair) == 8 and pair.attrs["split_blobs"] == 1
+    found = pair[pair.y > 40].sort_values("x")[["x", "y"]].to_numpy()
+    np.testing.assert_allclose(found, [[56.6, 55], [63.4, 55]], atol=0.35)
+    single = locate(_gauss_map([*_SINGLES, (60, 55, 6, 3, 1.0)]))
+    assert len(single) == 7 and single.attrs["split_blobs"] == 0
+
+
+@pytest.mark.parametrize("half", [1.0, 1.5])
+def test_two_blobs_on_one_atom_give_one_atom(half):
+    """The map cuts one column in two (blobs 2-3 px apart): both refine onto the column,
+    where they settled 1.2 px apart as two atoms. One atom is kept, at the column."""
+    from atomstat.gaussians import render
+
+    prob = _gauss_map([*_SINGLES, (60 - half, 55, 0.7, 0.7, 1.0), (60 + half, 55, 0.7, 0.7, 1.0)])
+    xy = np.array([(x, y) for x, y, *_ in _SINGLES] + [(60.0, 55.0)])
+    image = 10 + render(xy, prob.shape, 100.0, 2.0, 2.0, np.zeros(len(xy)))
+    atoms = locate(prob, image, sigma=2.0)
+    assert len(atoms) == 7 and atoms.attrs["duplicates"] == 1
+    np.testing.assert_allclose(atoms[atoms.y > 40][["x", "y"]].to_numpy(), [[60, 55]], atol=0.05)
+    d, _ = cKDTree(atoms[["x", "y"]].to_numpy()).query(atoms[["x", "y"]].to_numpy(), k=2)
+    assert d[:, 1].min() > 2.0
