@@ -89,6 +89,16 @@ class LabelSet:
             raise KeyError(f"no class named {name!r}; classes: {list(self._state['classes'])}")
         return self._state["classes"][name]
 
+    def suggest_color(self) -> str:
+        """The colour a new class gets: the first colour of :data:`PALETTE` not in use.
+
+        Examples
+        --------
+        >>> LabelSet({"dopant": PALETTE[0]}).suggest_color() == PALETTE[1]
+        True
+        """
+        return self._next_color()
+
     def add_class(self, name: str, color: str | None = None) -> None:
         """Make a new class (a no-op when it exists and no colour is given)."""
         name = _name(name)
@@ -259,9 +269,16 @@ class LabelSet:
         """Make the last undone change again (no-op when there is none)."""
         self._swap(self._redo, self._undo)
 
-    def observe(self, callback: Callable[[LabelSet], None]) -> None:
-        """Call ``callback(self)`` after every change, undo and redo."""
-        self._observers.append(callback)
+    def observe(self, callback: Callable[[LabelSet], None], *, first: bool = False) -> None:
+        """Call ``callback(self)`` after every change, undo and redo.
+
+        With ``first``, it is called before the observers already there (a
+        store that saves the change before the views show it).
+        """
+        if first:
+            self._observers.insert(0, callback)
+        else:
+            self._observers.append(callback)
 
     def unobserve(self, callback: Callable[[LabelSet], None]) -> None:
         self._observers.remove(callback)

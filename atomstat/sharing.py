@@ -78,7 +78,7 @@ class SharedLabels:
         self._applying = False
         self._lock = threading.RLock()
         self._synced = labels.to_dict()
-        labels.observe(self._changed)
+        labels.observe(self._changed, first=True)
         self._start(carried)
 
     # ------------------------------------------------------------------ set up
@@ -111,7 +111,7 @@ class SharedLabels:
         with self._lock:
             self.labels.unobserve(self._changed)
             self.labels = labels
-            labels.observe(self._changed)
+            labels.observe(self._changed, first=True)
             self._queue(label_changes(self._synced, labels.to_dict()), text)
             self._synced = labels.to_dict()
         self.flush()
