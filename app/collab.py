@@ -202,6 +202,7 @@ class Workbench:
         params = record["params"]
         state = self.state
         _take(state, params)
+        start = time.perf_counter()
         try:
             found = self.cached()
         except (OSError, ValueError) as exc:  # a model file gone or moved
@@ -209,7 +210,8 @@ class Workbench:
             return False
         if found is None:
             return False
-        return state.show_analysis(*found, text="restored the last analysis")
+        seconds = time.perf_counter() - start
+        return state.show_analysis(*found, text=f"restored the last analysis in {seconds:.2f} s")
 
     # -------------------------------------------------------------- migration
     def _migrate(self) -> str | None:

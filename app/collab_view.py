@@ -86,5 +86,5 @@ class CollabPanel:
             row = rows.iloc[0]
             who = html.escape(str(row.user))
             what = html.escape(str(row.text))
-            lines.append(f"{row.at:%H:%M:%S} <b>{who}</b>: {what} ({len(rows)})")
+            lines.append(f"{row['at']:%H:%M:%S} <b>{who}</b>: {what} ({len(rows)})")
         self.history.value = "<small>" + "<br>".join(lines) + "</small>"
