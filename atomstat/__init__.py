@@ -22,6 +22,7 @@ from .pipeline import analyze
 from .register import align_frames, estimate_drift
 from .session import load_session, save_session
 from .simulate import simulate_lattice
+from .spacings import spacing_spread
 from .sublattices import sublattices
 from .table import ATOM_COLUMNS, empty_atoms
 from .timeseries import time_series, unwrap_angles
@@ -51,6 +52,7 @@ __all__ = [
     "simulate_lattice",
     "find_dumbbells",
     "pair_dumbbells",
+    "spacing_spread",
     "simulate_movie",
     "simulate_molecules",
     "find_molecules",
