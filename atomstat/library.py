@@ -11,10 +11,12 @@ place; these views are defined:
     ``height``, ``width``, the settings, ``analysed_at``, ``complete``.
 ``atoms``
     One row per atom per frame: the atoms table's columns, ``source_id``,
-    ``atom`` (its number in the frame), the ``anomaly`` flags where they
-    were fitted, and from ``sources`` the ``material``, ``name``,
-    ``pixel_size`` and ``units``; plus ``intensity_rel``, the intensity over
-    the median of its frame, and ``nn_distance_phys`` in ``units``.
+    ``atom`` (its number in the frame), ``atom_id`` (its row in the file's
+    atoms table, as :func:`atomstat.analyze` numbers it and the label store
+    keys it), the ``anomaly`` flags where they were fitted, and from
+    ``sources`` the ``material``, ``name``, ``sha256``, ``pixel_size`` and
+    ``units``; plus ``intensity_rel``, the intensity over the median of its
+    frame, and ``nn_distance_phys`` in ``units``.
 ``defects``
     The defects found in each frame (``source_id``, ``frame``, ``x``, ``y``,
     ``kind``...), empty where no defect finder ran.
@@ -42,7 +44,7 @@ from .table import ATOM_COLUMNS
 __all__ = ["Library", "crops", "find", "query"]
 
 #: Columns every hit has (besides those asked for).
-HIT_COLUMNS = ("source_id", "name", "material", "frame", "atom", "x", "y")
+HIT_COLUMNS = ("source_id", "name", "material", "sha256", "frame", "atom", "atom_id", "x", "y")
 _EMPTY_SOURCES = (
     "select * from (values (null::varchar, null::varchar, null::varchar, null::varchar, "
     "null::varchar, null::double, null::varchar, null::bigint, null::bigint, null::bigint)) "
@@ -83,6 +85,8 @@ class Library:
         self.con.execute(
             f"""create or replace view atoms as
             select a.*, s.material, s.name, s.pixel_size, s.units, s.height, s.width,
+                   s.sha256, row_number() over (partition by a.source_id
+                       order by a.frame, a.atom) - 1 as atom_id,
                    a.intensity / nullif(median(a.intensity)
                        over (partition by a.source_id, a.frame), 0) as intensity_rel,
                    a.nn_distance * s.pixel_size as nn_distance_phys
@@ -136,8 +140,9 @@ class Library:
         Returns
         -------
         hits : pandas.DataFrame
-            One row per atom: ``source_id``, ``name``, ``material``, ``frame``,
-            ``atom``, ``x``, ``y``, ``intensity_rel``, ``columns``.
+            One row per atom: ``source_id``, ``name``, ``material``, ``sha256``
+            (the file's content key in the label store), ``frame``, ``atom``,
+            ``atom_id``, ``x``, ``y``, ``intensity_rel``, ``columns``.
         """
         conditions, params = [], []
         if material is not None:

@@ -15,6 +15,7 @@ from scipy.spatial import cKDTree
 
 from atomstat import library
 from atomstat.batch import analyze_files
+from atomstat.dataset import read_atoms
 from atomstat.library import Library
 from atomstat.simulate import Defects, simulate_lattice
 
@@ -77,6 +78,9 @@ def test_the_query_returns_exactly_the_planted_dopants(campaign):
     good, found, n_hits, n_truth = _planted_match(hits, truth, graphene)
     assert n_truth >= 8  # the campaign plants enough to test
     assert good == n_hits == found == n_truth
+    for hit in hits.head(4).itertuples():  # atom_id is the row of the file's atoms table
+        atoms = read_atoms(lib.root, hit.source_id)
+        assert (atoms.loc[hit.atom_id, "x"], atoms.loc[hit.atom_id, "y"]) == (hit.x, hit.y)
     other = lib.find(material="MoS2", brighter=2.0)
     assert set(other["name"]) <= {n for n in truth if n.startswith("MoS2")}
     good, found, n_hits, n_truth = _planted_match(other, truth, set(other["name"]))
