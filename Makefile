@@ -11,18 +11,27 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-# Dashboard server. Every GET of the page starts a kernel, so idle kernels are culled,
-# including ones whose browser tab is still open (cull_connected).
+# Dashboard server: atomstat.serve_app, Voila with atomstat's guards (README, "Serving and
+# security"). Every GET of the page starts a kernel: a closed or reloaded tab's kernel is shut
+# down at once (its beacon), one no page has been connected to for ORPHAN_TIMEOUT s too, and
+# idle kernels are culled even with their tab open (cull_connected).
+# HOST=0.0.0.0 shares the link: a token is then required (ATOMSTAT_TOKEN=..., or one is made and
+# printed), and the Host header must be an IP address, localhost, this machine's name or one
+# of ALLOW_HOSTS (space-separated, e.g. ALLOW_HOSTS=lab.example.org).
 HOST ?= 127.0.0.1
 PORT ?= 8866
 CULL_IDLE_TIMEOUT ?= 1800
 CULL_INTERVAL ?= 60
+ORPHAN_TIMEOUT ?= 30
+ALLOW_HOSTS ?=
 # Folder the dashboard's file browser may open and where exports and sessions go.
 DATA_DIR ?= $(HOME)/atomstat-data
 VOILA_FLAGS := --no-browser --Voila.ip=$(HOST) --port=$(PORT) \
 	--MappingKernelManager.cull_idle_timeout=$(CULL_IDLE_TIMEOUT) \
 	--MappingKernelManager.cull_interval=$(CULL_INTERVAL) \
-	--MappingKernelManager.cull_connected=True
+	--MappingKernelManager.cull_connected=True \
+	--AtomstatVoila.orphan_timeout=$(ORPHAN_TIMEOUT) \
+	$(foreach h,$(ALLOW_HOSTS),--AtomstatVoila.allowed_hosts=$(h))
 
 .PHONY: venv chromium lint test app lock bench clean
 
@@ -51,7 +60,7 @@ test: venv chromium lint
 
 app: venv
 	@echo "atomstat dashboard: http://$(HOST):$(PORT)/  data: $(DATA_DIR)  (Ctrl-C to stop)"
-	ATOMSTAT_DATA_DIR=$(DATA_DIR) $(BIN)/voila app/dashboard.ipynb $(VOILA_FLAGS)
+	ATOMSTAT_DATA_DIR=$(DATA_DIR) $(BIN)/python -m atomstat.serve_app app/dashboard.ipynb $(VOILA_FLAGS)
 
 lock: venv
 	$(BIN)/uv pip compile pyproject.toml --extra test --extra bench --python-version 3.11 \

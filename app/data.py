@@ -7,8 +7,13 @@ symbolic links pointing out).
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import logging
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +21,7 @@ import numpy as np
 
 import atomstat
 from atomstat.examples import examples
+from atomstat.serve import upload_limit_bytes
 from atomstat.simulate import Defects
 
 __all__ = [
@@ -28,12 +34,19 @@ __all__ = [
     "list_folder",
     "save_upload",
     "session_path",
+    "upload_name",
+    "writable_folder",
 ]
 
-#: Largest upload accepted, bytes (``ATOMSTAT_UPLOAD_LIMIT_MB`` changes it).
-DEFAULT_UPLOAD_LIMIT = int(float(os.environ.get("ATOMSTAT_UPLOAD_LIMIT_MB", "200")) * 2**20)
+log = logging.getLogger(__name__)
+
+#: Largest upload accepted, bytes (``ATOMSTAT_UPLOAD_LIMIT_MB`` changes it; the server
+#: reads the same variable to size its websocket frames).
+DEFAULT_UPLOAD_LIMIT = upload_limit_bytes()
 SESSION_SUFFIX = ".atomstat.json"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE_CHARS = re.compile(r"[^\w.-]+")  # \w keeps letters of every script: 試料.npy stays
+_MAX_NAME_BYTES = 200  # file systems allow 255 bytes; room for "-123"
 
 
 class PathError(ValueError):
@@ -41,11 +54,47 @@ class PathError(ValueError):
 
 
 def data_dir_from_env(default: str | Path | None = None) -> Path:
-    """The data folder: ``$ATOMSTAT_DATA_DIR``, else ``default``, else ``~/atomstat-data``."""
+    """The data folder: ``$ATOMSTAT_DATA_DIR``, else ``default``, else ``~/atomstat-data``.
+
+    It is made if missing. One that cannot be made (a read-only disk) is
+    returned as it is, with a warning: opening files may still work.
+    """
     chosen = os.environ.get("ATOMSTAT_DATA_DIR") or default or Path.home() / "atomstat-data"
     path = Path(chosen).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("cannot make the data folder %s: %s", path, exc.strerror or exc)
     return path
+
+
+def writable_folder(data_dir: str | Path, name: str) -> Path:
+    """The folder ``data_dir/name`` (made if missing), for writing uploads or exports.
+
+    Raises
+    ------
+    PathError
+        If it cannot be made or written to, e.g. on a read-only data folder;
+        the message names the folder and says what still works.
+    """
+    folder = Path(data_dir).resolve() / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f".atomstat-write-test-{os.getpid()}", "wb") as probe:
+            probe.close()
+        (folder / probe.name).unlink()
+    except OSError as exc:
+        raise PathError(_cannot_write(folder, exc)) from None
+    return folder
+
+
+def _cannot_write(where: Path, exc: OSError) -> str:
+    why = "it is read-only" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else None
+    why = why or ("the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc))
+    return (
+        f"cannot write to {where}: {why}. Files in the data folder can still be opened and "
+        "analysed; ask for a writable data folder to save uploads, exports and labels."
+    )
 
 
 def inside(data_dir: str | Path, relative: str | Path) -> Path:
@@ -92,29 +141,68 @@ def list_folder(data_dir: str | Path, relative: str = ".") -> list[str]:
     return dirs + files
 
 
+def upload_name(name: str, content: bytes) -> str:
+    """A safe file name for an upload called ``name``.
+
+    The last path part is kept, in Unicode NFC form, with letters and digits
+    of every script; runs of other characters become ``_``, leading dots are
+    dropped and long names are cut. A name left without a stem (``$$.npy``)
+    becomes ``upload-<first 12 hex digits of the content's SHA-256>``.
+
+    Examples
+    --------
+    >>> upload_name("試料 1.npy", b""), upload_name("../../etc/x.npy", b"")
+    ('試料_1.npy', 'x.npy')
+    """
+    base = unicodedata.normalize("NFC", str(name).replace("\\", "/").rsplit("/", 1)[-1])
+    safe = _UNSAFE_CHARS.sub("_", base).lstrip(".")
+    stem, dot, suffix = safe.rpartition(".") if "." in safe else (safe, "", "")
+    suffix = _SAFE_NAME.sub("", suffix)[:16]
+    if not stem.strip("_"):
+        stem = "upload-" + hashlib.sha256(content).hexdigest()[:12]
+    while len(stem.encode()) > _MAX_NAME_BYTES:
+        stem = stem[:-1]
+    return f"{stem}.{suffix}" if dot and suffix else stem
+
+
 def save_upload(data_dir: str | Path, name: str, content: bytes, *, limit: int) -> Path:
-    """Write an uploaded file into ``data_dir/uploads`` under a safe name.
+    """Write an uploaded file into ``data_dir/uploads`` under a safe, unused name.
+
+    A file is never overwritten: a name already taken by other bytes gets
+    ``-2``, ``-3``, ... before its extension, so the labels of one upload never
+    pass to another. The same bytes uploaded under the same name again open
+    the file already there.
 
     Raises
     ------
     PathError
         If the file is larger than ``limit`` bytes (the message gives both
-        sizes) or has no usable name.
+        sizes), or if the uploads folder cannot be written (read-only, full).
     """
+    content = bytes(content)
     size = len(content)
     if size > limit:
         raise PathError(
             f"{name} is {size / 2**20:.1f} MB; uploads are limited to {limit / 2**20:.1f} MB. "
             "Put large files in the data folder on the server instead."
         )
-    safe = _SAFE_NAME.sub("_", Path(str(name)).name).lstrip(".")
-    if not safe:
-        raise PathError(f"unusable file name {name!r}")
-    folder = Path(data_dir).resolve() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / safe
-    path.write_bytes(bytes(content))
-    return path
+    folder = writable_folder(data_dir, "uploads")
+    safe = upload_name(name, content)
+    stem, suffix = Path(safe).stem, Path(safe).suffix
+    for number in range(1, 10_000):
+        path = folder / (safe if number == 1 else f"{stem}-{number}{suffix}")
+        try:
+            with open(path, "xb") as sink:  # x: fails if the name exists, even in a race
+                sink.write(content)
+            return path
+        except FileExistsError:
+            if path.is_file() and path.stat().st_size == size and path.read_bytes() == content:
+                log.info("upload %s: the same bytes are already in %s", name, path.name)
+                return path
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise PathError(_cannot_write(folder, exc)) from None
+    raise PathError(f"uploads/ already holds 9999 files named like {safe}; rename the file")
 
 
 def session_path(data_dir: str | Path, source: str) -> Path:
@@ -123,7 +211,8 @@ def session_path(data_dir: str | Path, source: str) -> Path:
     if source.startswith("example:"):
         name = _SAFE_NAME.sub("_", source.removeprefix("example:"))
         folder = Path(data_dir).resolve() / "examples"
-        folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # read-only: the autosave says it failed
+            folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{name}{SESSION_SUFFIX}"
     return Path(source).with_name(Path(source).name + SESSION_SUFFIX)
 

@@ -11,7 +11,7 @@ import math
 import re
 from pathlib import Path
 
-__all__ = ["NM_PER_UNIT", "calibrate", "parse_json", "read_sidecar"]
+__all__ = ["NM_PER_UNIT", "calibrate", "check_pixel_size", "parse_json", "read_sidecar"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,50 @@ NM_PER_UNIT = {
 """Length units understood in files and sidecars (lower case) and their size in nm."""
 
 _NO_UNIT = {"", "<undefined>", "undefined", "none", "px", "pixel", "pixels"}
+
+
+def check_pixel_size(value, units: str = "nm") -> tuple[float, str]:
+    """A pixel size and its unit, checked, as ``(size, "nm")`` or ``(size, "px")``.
+
+    Parameters
+    ----------
+    value : float or str
+        The size of one pixel: a positive, finite number.
+    units : str, optional
+        A length unit (``pm``, ``Å``, ``nm``, ``µm``, ...; see ``NM_PER_UNIT``),
+        or ``px`` for an uncalibrated image.
+
+    Returns
+    -------
+    size, units : float, str
+        The size converted to nm (``units`` ``"nm"``), or as given in px.
+
+    Raises
+    ------
+    ValueError
+        If the size is 0, negative, infinite, NaN or not a number, or the unit
+        is not a length; the message says which and what is allowed.
+
+    Examples
+    --------
+    >>> check_pixel_size(0.25, "Å")
+    (0.025, 'nm')
+    """
+    try:
+        size = float(value)
+    except (TypeError, ValueError):
+        size = math.nan
+    if not (math.isfinite(size) and size > 0):
+        raise ValueError(f"pixel size must be a positive, finite number, got {value!r}")
+    unit = str(units).strip()
+    if unit.lower() in ("px", "pixel", "pixels"):
+        return size, "px"
+    factor = NM_PER_UNIT.get(unit.lower())
+    if factor is None:
+        raise ValueError(
+            f"unit {unit!r} is not a length unit; use one of pm, Å, nm, µm, mm, m (or px)"
+        )
+    return size * factor, "nm"
 
 
 def parse_json(value) -> dict:
@@ -160,6 +204,13 @@ def calibrate(signal, hints: dict, path: Path) -> None:
     for source, metadata in hints.items():
         if metadata and from_hints is None:
             from_hints = _scales_from_hints(metadata, axes[0].size, axes[1].size, source)
+    for axis in axes:
+        if not (math.isfinite(axis.scale) and axis.scale > 0):
+            log.warning(
+                "%s: the file's pixel size %g %s is not a positive, finite length; read as "
+                "uncalibrated (px)", path, axis.scale, axis.units,
+            )  # fmt: skip
+            axis.scale, axis.offset, axis.units = 1.0, 0.0, "px"
     for axis, hinted in zip(axes, from_hints or (None, None), strict=True):
         unit = str(axis.units).strip().lower()
         if unit in NM_PER_UNIT:

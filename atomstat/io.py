@@ -47,6 +47,7 @@ from rsciio import IO_PLUGINS
 
 from atomstat.calibration import NM_PER_UNIT, calibrate, parse_json, read_sidecar
 from atomstat.errors import LoadError
+from atomstat.io_safety import check_before_reading, check_regular
 from atomstat.io_stm import STM_EXTENSIONS, read_stm
 
 __all__ = ["EXTENSIONS", "MIN_SIDE", "NM_PER_UNIT", "load"]
@@ -142,6 +143,7 @@ def load(path, *, lazy=False, channel=None, direction=None):
     'px'
     """
     path = _check_file(path)
+    check_before_reading(path, lazy=lazy)  # HDF5 links out, sizes past memory (io_safety)
     signal, hints = _read(path, lazy=lazy, channel=channel, direction=direction)
     signal = _validate(signal, path)
     signal.data = _to_float32(signal.data)
@@ -171,6 +173,7 @@ def _check_file(path) -> Path:
         raise _refuse(path, "there is no such file")
     if path.is_dir() and suffix != ".zspy":  # a .zspy file is a zarr directory
         raise _refuse(path, "it is a directory, not an image file")
+    check_regular(path)  # a FIFO would block the reader
     if path.is_file() and path.stat().st_size == 0:
         raise _refuse(path, "it is an empty file (0 bytes)")
     if suffix not in EXTENSIONS:
