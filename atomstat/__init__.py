@@ -5,6 +5,7 @@ The pipeline, one module per stage: :func:`load` (io), :func:`segment`
 Every stage reads and writes the atoms table defined in :mod:`atomstat.table`.
 """
 
+from . import library  # atomstat.library.query(sql): atoms and defects across images
 from .defects import find_defects
 from .dumbbell_finder import find_dumbbells
 from .dumbbells import pair_dumbbells
@@ -32,6 +33,7 @@ __all__ = [
     "ATOM_COLUMNS",
     "AtomstatError",
     "LoadError",
+    "library",
     "analyze",
     "empty_atoms",
     "load",
