@@ -76,9 +76,11 @@ class DataPanel:
             try:
                 path = save_upload(self.state.data_dir, item["name"], item["content"],
                                    limit=self.limit)  # fmt: skip
-            except PathError as exc:
+            except PathError as exc:  # too large, read-only or full data folder
                 self.state.status = f"Upload refused: {exc}"
                 return
+            finally:
+                self.upload.value = ()  # the widget held the file's bytes for the kernel's life
             self.browse(".")
             self.state.open_file(str(path.relative_to(self.state.data_dir)))
 

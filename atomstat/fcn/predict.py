@@ -65,8 +65,30 @@ def _load(path: str):
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # keras raises many kinds for a bad file
         raise ValueError(f"could not load the model file {path}: {exc}") from None
+    check_model_shapes(model, path)
     spec = tf.TensorSpec([None, None, None, 1], tf.float32)
     return model, tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+
+def check_model_shapes(model, source) -> None:
+    """Refuse a model that does not map (N, H, W, 1) images to (N, H, W, C >= 2) maps.
+
+    Raises
+    ------
+    ValueError
+        Naming ``source`` (the file), the model's shape and the shape needed.
+    """
+    inputs, outputs = getattr(model, "input_shape", None), getattr(model, "output_shape", None)
+    if not (isinstance(inputs, tuple) and len(inputs) == 4 and inputs[3] == 1):
+        raise ValueError(
+            f"the model {source} has the input {inputs}; atomstat needs (None, H, W, 1): "
+            "a batch of one-channel images (H and W None, for any size)"
+        )
+    if not (isinstance(outputs, tuple) and len(outputs) == 4 and (outputs[3] or 0) >= 2):
+        raise ValueError(
+            f"the model {source} has the output {outputs}; atomstat needs (None, H, W, C) with "
+            "C >= 2: a probability map per class, the atoms in channel 1"
+        )
 
 
 def load_model(model=None):
@@ -83,6 +105,7 @@ def load_model(model=None):
             raise FileNotFoundError(f"model file {path} does not exist")
         return _load(str(path.resolve()))
     if hasattr(model, "predict") and hasattr(model, "output_shape"):
+        check_model_shapes(model, getattr(model, "name", "given"))
         return model, lambda x: model(x, training=False)
     raise TypeError(
         f"model must be None, a name, a .keras path or a keras.Model, got {type(model).__name__}"
