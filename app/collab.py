@@ -288,8 +288,8 @@ class Workbench:
         return done
 
     def history(self, limit: int = 8):
-        """The open file's latest label changes, newest first (see LabelStore.history)."""
-        return None if self.shared is None else self.shared.history(limit)
+        """The open file's latest label actions, newest first (see LabelStore.actions)."""
+        return None if self.shared is None else self.shared.actions(limit)
 
     # ---------------------------------------------------------------- polling
     def _start_polling(self) -> None:

@@ -77,14 +77,12 @@ class CollabPanel:
 
     def refresh(self) -> None:
         """The latest label actions on the open file, newest first."""
-        changes = self.state.collab.history(limit=200)
-        if changes is None or not len(changes):
+        actions = self.state.collab.history(limit=6)
+        if actions is None or not len(actions):
             self.history.value = ""
             return
-        lines = []
-        for _, rows in list(changes.groupby("action_id", sort=False))[:6]:
-            row = rows.iloc[0]
-            who = html.escape(str(row.user))
-            what = html.escape(str(row.text))
-            lines.append(f"{row['at']:%H:%M:%S} <b>{who}</b>: {what} ({len(rows)})")
+        lines = [
+            f"{row.at:%H:%M:%S} <b>{html.escape(str(row.user))}</b>: {html.escape(str(row.text))}"
+            for row in actions.itertuples()
+        ]
         self.history.value = "<small>" + "<br>".join(lines) + "</small>"

@@ -106,13 +106,14 @@ class AnalysisCache:
 
         The map depends only on what the network saw (``map_settings``: the
         preprocessing, for example), not on the threshold. Returns the files
-        written; a folder that cannot be written is logged and skipped.
+        written (a map already cached is not written again); a folder that
+        cannot be written is logged and skipped.
         """
         written = []
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            if prob is not None:
-                path = self.map_path(file_key, model, map_settings)
+            path = self.map_path(file_key, model, map_settings)
+            if prob is not None and not path.is_file():  # same key, same map: written once
                 with atomic_path(path) as tmp, open(tmp, "wb") as f:
                     np.savez(f, prob=np.asarray(prob, np.float32))
                 written.append(path)

@@ -240,6 +240,12 @@ class SharedLabels:
             self.poll()
             return done is not None
 
+    def actions(self, limit: int = 20) -> pd.DataFrame:
+        """The file's latest actions (see :meth:`LabelStore.actions`); empty if no store."""
+        if self.store is None:
+            return pd.DataFrame()
+        return self.store.actions(self.file_key, limit=limit)
+
     def history(self, limit: int = 200) -> pd.DataFrame:
         """The file's latest changes (see :meth:`LabelStore.history`); empty if no store."""
         if self.store is None:

@@ -402,6 +402,20 @@ class LabelStore:
         table["at"] = pd.to_datetime(table["at"].astype(float), unit="s", utc=True)
         return table
 
+    def actions(self, file_key: str, *, limit: int = 20) -> pd.DataFrame:
+        """A file's latest actions, newest first: ``action_id``, ``at`` (UTC), ``user``,
+        ``kind``, ``text`` and ``changes`` (how many entries each changed)."""
+        rows = self._db.execute(
+            "SELECT a.action_id, a.at, a.user, a.kind, a.text, count(c.change_id)"
+            " FROM actions a LEFT JOIN changes c ON c.action_id = a.action_id"
+            " WHERE a.file_key = ? GROUP BY a.action_id ORDER BY a.action_id DESC LIMIT ?",
+            (file_key, int(limit)),
+        ).fetchall()
+        columns = ["action_id", "at", "user", "kind", "text", "changes"]
+        table = pd.DataFrame(rows, columns=columns)
+        table["at"] = pd.to_datetime(table["at"].astype(float), unit="s", utc=True)
+        return table
+
     def overwritten(self, file_key: str, user: str, *, since: int = 0) -> pd.DataFrame:
         """Changes by others (after change ``since``) that replaced a value ``user`` had set."""
         table = self.history(file_key, since=since)

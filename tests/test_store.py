@@ -100,6 +100,11 @@ def test_a_conflict_ends_as_the_latest_edit_and_keeps_the_overwritten_one(tmp_pa
     assert ben.overwritten("f", "ben").empty
     atom7 = ana.history("f").query("layer == 'manual' and key == '7'")
     assert atom7["value"].tolist() == ["vacancy", "dopant"]  # newest first
+    actions = ben.actions("f")
+    assert actions[["user", "text", "changes"]].values.tolist() == [
+        ["ben", "relabel 7", 1],
+        ["ana", "label 7", 2],
+    ]
 
 
 def test_undo_and_redo_act_on_ones_own_changes(tmp_path):
