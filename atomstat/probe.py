@@ -78,7 +78,9 @@ def skirt(xy, shape, amp, form):
         gx, gy = x0 + ox + reach, y0 + oy + reach
         ok = (gx >= 0) & (gx < size[1]) & (gy >= 0) & (gy < size[0])
         np.add.at(grid, (gy[ok], gx[ok]), (amp * wt)[ok])
-    full = (size[0] + kernel.shape[0], size[1] + kernel.shape[1])
+    full = tuple(
+        fft.next_fast_len(n + k, real=True) for n, k in zip(size, kernel.shape, strict=True)
+    )
     spectrum = _kernel_spectrum(tuple(float(v) for v in form[:3]), (h, w), full)
     out = fft.irfft2(fft.rfft2(grid, full) * spectrum, full)
     return out[2 * reach : 2 * reach + h, 2 * reach : 2 * reach + w]

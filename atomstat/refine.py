@@ -17,15 +17,22 @@ from the image itself make the weights the maximum-likelihood ones:
 The weight is the atom's model divided by the variance, and each centre takes
 Newton steps on the weighted first moment of the residual (data less model):
 the score equation of the Poisson (or Gaussian) likelihood, so its root is the
-maximum-likelihood centre. After the first passes the fitted model of every
-other atom is subtracted from each window and the pass is repeated, so close
-neighbours (dumbbells, broad blobs) neither pull centres together nor, through
-their light on one side of the variance, push them apart. Where most atoms have
-a close neighbour, the shape and the noise are measured again with the
-neighbours removed and the fit repeated once. Atoms whose
-window is cut by the image border, where a truncated weight would bias the
-estimate, get a full Levenberg-Marquardt fit of the atoms' shape on a background,
-with their neighbours' models removed, every round.
+maximum-likelihood centre. Isolated atoms take a first pass alone; atoms with a
+close neighbour do not (alone, each leans on its partner's light, and two
+columns 3 widths apart can slide onto one another: on a real Si[110] image a
+third of the columns ran away so). They keep their start, their amplitudes are
+fitted jointly with their neighbours' (relaxed sweeps at fixed centres), and
+then every round subtracts the fitted model of every other atom from each
+window and repeats the pass, so close neighbours (dumbbells, broad blobs)
+neither pull centres together nor, through their light on one side of the
+variance, push them apart. Where most atoms have a close neighbour, the shape
+and the noise are measured again with the neighbours removed, with the probe's
+skirt where the image shows one (:mod:`atomstat.probe`: a Lorentzian around
+the Gaussian core, which a Gaussian neighbour model leaves behind), and the
+fit is repeated once. Atoms whose window is cut by the image border, where a
+truncated weight would bias the estimate, get a full Levenberg-Marquardt fit
+of the atoms' shape on a background, with all other atoms' models removed
+(the other border atoms' too), every round.
 
 Measured against the Cramer-Rao bound (:func:`atomstat.metrics.position_bound`):
 within 1 % on isolated atoms, 3-6 % on columns 3.2 widths apart at dose 200.
