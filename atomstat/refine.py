@@ -90,11 +90,13 @@ def refine_centres(
     sigma : float
         Typical atom width (px); sets the first weights and the window radius.
     rounds : int
-        Most rounds. The first refines each atom alone, with the shape and
-        noise measured on up to 1000 isolated atoms (or the isotropic weight
-        when there are fewer than 8); later rounds subtract the neighbours'
-        fitted models first (only for atoms closer than 5 widths to a
-        neighbour) and stop once no centre moves by more than about 0.005 px.
+        Most rounds. The first refines each isolated atom alone, with the
+        shape and noise measured on up to 1000 isolated atoms (or the
+        isotropic weight when there are fewer than 8), and fits the
+        amplitudes of the others (closer than 5 widths to a neighbour) at
+        their starts; later rounds move these with the neighbours' fitted
+        models subtracted and stop once no centre moves by more than about
+        0.005 px.
     iterations : int
         Centroid iterations per pass.
 
