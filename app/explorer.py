@@ -58,7 +58,7 @@ class _Histogram:
         self.brush = bq.interacts.BrushIntervalSelector(
             scale=self.sx, marks=[self.all], color="red"
         )
-        self.column = widgets.Dropdown(options=[column], value=column, layout={"width": "200px"})
+        self.column = widgets.Dropdown(options=[column], value=column, layout={"width": "95%"})
         self.figure = bq.Figure(
             marks=[self.all, self.chosen], interaction=self.brush,
             axes=[bq.Axis(tick_format=".3~g", scale=self.sx, num_ticks=4),
@@ -67,6 +67,7 @@ class _Histogram:
             layout=widgets.Layout(width="255px", height="170px"),
         )  # fmt: skip
         self.figure.add_class("atomstat-histogram")
+        self.column.tooltip = "Column counted in this histogram; drag across it to select"
         self.brush.observe(self._brushed, "brushing")
         self.column.observe(lambda _: self.draw(), "value")
         self.widget = widgets.VBox([self.column, self.figure])
@@ -75,8 +76,10 @@ class _Histogram:
         if change.new or self.brush.selected is None or len(self.brush.selected) != 2:
             return
         low, high = (float(v) for v in self.brush.selected)
+        rule = IntervalRule(self.column.value, low, high)
+        self.explorer._drawn[self.brush] = rule
         with report(self.explorer.state, self.explorer.errors):
-            self.explorer.state.select(IntervalRule(self.column.value, low, high))
+            self.explorer.state.select(rule)
 
     def draw(self) -> None:
         if self.explorer._quiet:
@@ -138,16 +141,23 @@ class Explorer:
         self.mode = widgets.ToggleButtons(
             options=list(MODES), value=state.selection_mode, style={"button_width": "70px"}
         )
-        self.clear = widgets.Button(description="Clear", layout={"width": "70px"})
+        self.clear = widgets.Button(description="Clear", layout={"width": "70px"},
+                                    tooltip="Select nothing")  # fmt: skip
+        self.tool.tooltip = "Brush: drag a rectangle; lasso: draw around points"
+        self.mode.tooltip = "How a new selection combines with the current one"
+        self.x.tooltip, self.y.tooltip = "Column on the x axis", "Column on the y axis"
         self.count = widgets.HTML()
         self.count.add_class("atomstat-selected-count")
         self.table = widgets.HTML()
         self.table.add_class("atomstat-selected-table")
         self._quiet = False
+        self._drawn: dict = {}  # selector -> the rule its drawn shape stands for
         self.histograms = [_Histogram(self, "area"), _Histogram(self, "intensity")]
         self._wire()
         tools = widgets.HBox([self.tool, self.mode, self.clear])
-        plots = widgets.VBox([self.figure, widgets.HBox([h.widget for h in self.histograms])])
+        histograms = widgets.HBox([h.widget for h in self.histograms])
+        histograms.add_class("atomstat-histograms")
+        plots = widgets.VBox([self.figure, histograms])
         self.widget = widgets.VBox(
             [widgets.HBox([self.x, self.y]), plots, tools, self.count, self.table]
         )
@@ -165,6 +175,7 @@ class Explorer:
         state.observe(lambda _: self._new_table(), "table")
         state.observe(lambda _: self.draw(), ["frame", "labels_version"])
         state.observe(lambda _: self.draw_selection(), "selected")
+        state.observe(lambda _: self.clear_stale_brushes(), ["selection", "frames"])
 
     # ---------------------------------------------------------------- selectors
     def _brushed(self, change) -> None:
@@ -176,6 +187,7 @@ class Explorer:
             return
         rule = RangeRule(self.x.value, self.y.value, tuple(map(float, sel_x)),
                          tuple(map(float, sel_y)))  # fmt: skip
+        self._drawn[self.brush] = rule
         with report(self.state, self.errors):
             self.state.select(rule)
 
@@ -186,11 +198,30 @@ class Explorer:
         rows = self.rows()
         index = np.asarray(change.new, int)
         index = index[(index >= 0) & (index < len(rows))]
+        rule = IdsRule(tuple(int(i) for i in rows.index[index]))
+        self._drawn[self.lasso] = rule
         with report(self.state, self.errors):
-            self.state.select(IdsRule(tuple(int(i) for i in rows.index[index])))
+            self.state.select(rule)
 
     def _set_tool(self, change) -> None:
         self.figure.interaction = self.brush if change.new == "brush" else self.lasso
+
+    def selectors(self) -> list:
+        """Every selector that draws a shape: scatter brush, lasso, histogram brushes."""
+        return [self.brush, self.lasso, *(h.brush for h in self.histograms)]
+
+    def clear_stale_brushes(self) -> None:
+        """Erase every drawn brush whose rule is no longer part of the selection.
+
+        A new selection that replaces the old one, a click on the image, Clear,
+        undo or a newly opened file: the rectangles of earlier brushes go.
+        """
+        rules = {rule for _, rule in self.state.selection.steps}
+        for selector in self.selectors():
+            if self._drawn.get(selector) in rules:
+                continue
+            self._drawn.pop(selector, None)
+            _reset_selector(selector)
 
     # ------------------------------------------------------------------ drawing
     def rows(self) -> pd.DataFrame:
@@ -244,7 +275,12 @@ class Explorer:
     def _draw_table(self) -> None:
         state = self.state
         n, total = len(state.selected), 0 if state.table is None else len(state.table)
-        self.count.value = f"<b>{n} selected</b> of {total} &mdash; {state.selection.describe()}"
+        noun = "dumbbells" if state.dumbbell_mode else "atoms"
+        frames = f" in {state.n_frames} frames" if state.n_frames > 1 else ""
+        self.count.value = (
+            f"<b>{n} selected</b> of {total} {noun}{frames} &mdash; "
+            f"{html.escape(state.selection.describe())}"
+        )
         rows = state.selected_rows()
         if not len(rows):
             self.table.value = ""
@@ -256,6 +292,18 @@ class Explorer:
         self.table.value = _html_table(shown) + more
 
 
+def _reset_selector(selector) -> None:
+    """Take the drawn shape off a bqplot selector, in the browser and in its traits."""
+    with selector.hold_sync():
+        for name in ("selected", "selected_x", "selected_y"):
+            if selector.has_trait(name) and getattr(selector, name) is not None:
+                setattr(selector, name, None)
+    selector.reset()  # the browser removes the rectangle / interval / lasso path
+    for mark in getattr(selector, "marks", []):
+        if getattr(mark, "selected", None) is not None:
+            mark.selected = None
+
+
 def _set_options(dropdown: widgets.Dropdown, columns: list[str], default: str | None) -> None:
     """New options; keep the chosen column if it is still there, else ``default``."""
     keep = dropdown.value if dropdown.value in columns else default
@@ -264,12 +312,19 @@ def _set_options(dropdown: widgets.Dropdown, columns: list[str], default: str | 
         dropdown.value = keep if keep in columns else (columns[0] if columns else None)
 
 
+def _cell(value) -> str:
+    """A table cell: numbers to 4 digits, missing values (no label) empty."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
+
+
 def _html_table(rows: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["id", *rows.columns])
     body = []
     for atom_id, row in rows.iterrows():
         cells = [atom_id, *row.tolist()]
-        text = [f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)) for v in cells]
+        text = [_cell(v) for v in cells]
         body.append("<tr>" + "".join(f"<td>{t}</td>" for t in text) + "</tr>")
     style = "font-size:11px;border-collapse:collapse"
     return f"<table style='{style}' class='atomstat-rows'><tr>{head}</tr>{''.join(body)}</table>"

@@ -60,8 +60,30 @@ def export(state: AppState, what: str, fmt: str | None = None) -> Path:
     raise ValueError(f"what must be 'figure', 'table' or 'session', got {what!r}")
 
 
+def _movie_figure(state: AppState, path: Path) -> Path:
+    """A tracked movie: the frame's dumbbells, every frame's angles, the picked tracks' angles."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from atomstat.plot.movies import movie_figure
+
+    fig = movie_figure(
+        state.frames[state.frame], state.table, state.selected_particles(), frame=state.frame,
+        pixel_size=state.pixel_size, units=state.units, title=state.name,
+    )  # fmt: skip
+    try:
+        fig.savefig(path, dpi=150, format=path.suffix[1:], bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
 def _figure(state: AppState, path: Path) -> Path:
     table = state.table
+    if state.n_frames > 1 and {"particle", "angle", "separation"} <= set(table):
+        return _movie_figure(state, path)
     rows = table[table["frame"] == state.frame] if "frame" in table else table
     scatter = ("area", "circularity") if {"area", "circularity"} <= set(rows) else None
     if scatter is None and {"angle", "separation"} <= set(rows):

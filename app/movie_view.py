@@ -18,19 +18,33 @@ from app.render import line_rows
 from app.report import report
 from app.state import AppState
 
-__all__ = ["MovieView"]
+__all__ = ["MovieView", "frame_ticks"]
 
 _SERIES_COLOR = "#555555"
 
 
+def frame_ticks(n_frames: int, most: int = 6) -> np.ndarray:
+    """Whole frame numbers for a time axis: at most ``most`` ticks, evenly spaced.
+
+    Examples
+    --------
+    >>> frame_ticks(12).tolist()
+    [0, 2, 4, 6, 8, 10]
+    >>> frame_ticks(1).tolist()
+    [0]
+    """
+    step = max(1, int(np.ceil(n_frames / most)))
+    return np.arange(0, max(n_frames, 1), step)
+
+
 def _lines_figure(title: str, x_label: str, y_label: str, width: str = "360px"):
-    sx, sy = bq.LinearScale(), bq.LinearScale()
+    sx, sy = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale()
     lines = bq.Lines(x=[], y=[], scales={"x": sx, "y": sy}, stroke_width=1.6)
     now = bq.Lines(x=[0, 0], y=[0, 1], scales={"x": sx, "y": bq.LinearScale(min=0, max=1)},
                    colors=["red"], line_style="dashed")  # fmt: skip
     figure = bq.Figure(
         marks=[lines, now], title=title, title_style={"font-size": "13px"},
-        axes=[bq.Axis(tick_format=".3~g", scale=sx, label=x_label, num_ticks=5),
+        axes=[bq.Axis(tick_format="d", scale=sx, label=x_label, tick_values=frame_ticks(1)),
               bq.Axis(tick_format=".3~g", scale=sy, orientation="vertical", label=y_label,
                       num_ticks=4)],
         fig_margin={"top": 30, "bottom": 40, "left": 55, "right": 10},
@@ -46,6 +60,8 @@ class MovieView:
         self.state, self.errors = state, errors
         self.slider = widgets.IntSlider(0, min=0, max=0, description="Frame",
                                         continuous_update=False)  # fmt: skip
+        self.slider.add_class("atomstat-frame")
+        self.slider.tooltip = "The frame shown"
         self.play = widgets.Play(value=0, min=0, max=0, interval=600, description="Play")
         widgets.jslink((self.play, "value"), (self.slider, "value"))
         self.aligned = widgets.Checkbox(False, description="Drift-corrected", indent=False)
@@ -103,6 +119,12 @@ class MovieView:
         last = max(self.state.n_frames - 1, 0)
         for w in (self.slider, self.play):
             w.max = last
+        ticks = frame_ticks(self.state.n_frames)
+        for figure in (self.angle_fig, self.series_fig):
+            scale = figure.axes[0].scale
+            with scale.hold_sync():
+                scale.min, scale.max = 0.0, float(max(last, 1))
+            figure.axes[0].tick_values = ticks
         # Never display:none a bqplot figure: its view waits for a size before it renders.
         for w in (self.slider, self.play, self.aligned, self.track):
             w.disabled = last == 0
@@ -124,11 +146,13 @@ class MovieView:
         for now in (self.angle_now, self.series_now):
             now.x = [frame, frame]
         table = self.state.table
-        if table is None or "angle" not in table:
-            return
-        angles = table.loc[table["frame"] == frame, "angle"].to_numpy(float)
-        angles = angles[np.isfinite(angles)]
-        if not len(angles):
+        angles = np.zeros(0)
+        if table is not None and "angle" in table:
+            angles = table.loc[table["frame"] == frame, "angle"].to_numpy(float)
+            angles = angles[np.isfinite(angles)]
+        if not len(angles):  # nothing to show: no bars left from an earlier movie
+            with self.dist.hold_sync():
+                self.dist.x, self.dist.y = [0.0, 1.0], [0.0, 0.0]
             return
         wrapped = atomstat.timeseries.wrap_angles(angles)
         counts, edges = np.histogram(wrapped, bins=18)

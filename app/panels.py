@@ -16,8 +16,8 @@ from atomstat.outliers import ANOMALY_METHODS, CLUSTER_METHODS
 
 __all__ = ["DataPanel", "DetectionPanel", "ExportPanel", "LabelPanel"]
 
-_WIDE = widgets.Layout(width="330px")
-_HALF = widgets.Layout(width="160px")
+_WIDE = widgets.Layout(width="295px")  # the left column is 340 px: the readouts stay in it
+_HALF = widgets.Layout(width="150px")
 
 
 class DataPanel:
@@ -30,10 +30,26 @@ class DataPanel:
             options=list(example_catalogue()), value=None, description="Example", layout=_WIDE
         )
         self.files = widgets.Select(options=[], rows=6, layout=_WIDE)
+        self.files.add_class("atomstat-files")
         self.open = widgets.Button(description="Open", layout=_HALF)
         self.up = widgets.Button(description="Up a folder", layout=_HALF)
         self.upload = widgets.FileUpload(description=f"Upload (max {limit / 2**20:.0f} MB)",
                                          multiple=False, layout=_WIDE)  # fmt: skip
+        self.upload.tooltip = "Send an image from your computer to the data folder's uploads/"
+        self.examples.tooltip = "Bundled images and simulations (opened already analysed)"
+        self.files.tooltip = "Files and folders of the data folder; Open opens the chosen one"
+        self.open.tooltip = "Open the chosen file (or enter the chosen folder)"
+        self.up.tooltip = "Back to the top of the data folder"
+        self.pixel_size = widgets.FloatText(
+            value=state.pixel_size, description="Pixel size", layout=_HALF,
+            tooltip="Length of one pixel (a number above 0)",
+        )  # fmt: skip
+        self.units = widgets.Text(value=state.units, layout={"width": "60px"},
+                                  tooltip="Unit of the pixel size: nm, pm, Å...")  # fmt: skip
+        self.calibrate = widgets.Button(description="Set", layout={"width": "60px"},
+                                        tooltip="Use this pixel size and unit")  # fmt: skip
+        self.calibrate.on_click(self._calibrate)
+        state.observe(self._calibration_changed, ["pixel_size", "units"])
         self.summary = widgets.HTML()
         self.summary.add_class("atomstat-summary")
         self.examples.observe(self._example, "value")
@@ -41,9 +57,11 @@ class DataPanel:
         self.up.on_click(lambda _: self.browse("."))
         self.upload.observe(self._uploaded, "value")
         state.observe(lambda _: self._summarise(), ["frames", "table"])
+        state.observe(self._source_changed, "source")
         self.widget = widgets.VBox(
             [self.examples, widgets.HTML("<b>Data folder</b>"), self.files,
-             widgets.HBox([self.open, self.up]), self.upload, self.summary]
+             widgets.HBox([self.open, self.up]), self.upload,
+             widgets.HBox([self.pixel_size, self.units, self.calibrate]), self.summary]
         )  # fmt: skip
         self.browse(".")
 
@@ -56,6 +74,21 @@ class DataPanel:
         if change.new is not None:
             with report(self.state, self.errors):
                 self.state.open_example(change.new)
+
+    def _calibrate(self, _button) -> None:
+        with report(self.state, self.errors):
+            if not self.state.set_calibration(self.pixel_size.value, self.units.value):
+                self._calibration_changed()  # show the calibration in force again
+
+    def _calibration_changed(self, _change=None) -> None:
+        self.pixel_size.value, self.units.value = self.state.pixel_size, self.state.units
+
+    def _source_changed(self, change) -> None:
+        """The Example list shows an example only while that example is open."""
+        source = change.new or ""
+        name = source.removeprefix("example:") if source.startswith("example:") else None
+        if self.examples.value != name:
+            self.examples.value = name  # None: _example ignores it
 
     def _open(self, _button) -> None:
         choice = self.files.value
@@ -101,12 +134,38 @@ class DetectionPanel:
             value=state.threshold, min=0.05, max=0.95, step=0.05, description="Threshold",
             continuous_update=False, layout=_WIDE,
         )  # fmt: skip
-        self.dumbbells = widgets.Checkbox(False, description="Dumbbell mode", indent=False)
-        self.run = widgets.Button(description="Find atoms", button_style="primary", layout=_HALF)
+        self.threshold.add_class("atomstat-threshold")
+        self.threshold.tooltip = "Probability level of the blob contours (no network re-run)"
+        self.dumbbells = widgets.Checkbox(False, description="Dumbbell mode", indent=False,
+                                          tooltip="Pair atom columns into dumbbells")  # fmt: skip
+        self.split = widgets.Dropdown(
+            options=[("auto (on for STM)", "auto"), ("on", "on"), ("off", "off")],
+            value=state.split, description="Split blobs", layout=_WIDE,
+            tooltip="Split blobs that hold several atoms (close, blurred STM atoms)",
+        )  # fmt: skip
+        self.preprocess = widgets.Dropdown(
+            options=[("none", "none"), ("STM: plane, lines, scars", "stm"),
+                     ("plane background only", "plane")],
+            value=state.preprocess, description="Preprocess", layout=_WIDE,
+            tooltip="Clean each frame before the network sees it",
+        )  # fmt: skip
+        self.run = widgets.Button(
+            description="Find atoms",
+            button_style="primary",
+            layout=_HALF,
+            tooltip="Run the network on every frame and find the atoms",
+        )
         self.bar = widgets.FloatProgress(value=0, min=0, max=1, layout=_HALF)
+        self.model.tooltip = "Shipped models, or a .keras file of the data folder"
+        self.bar.tooltip = "Progress of Find atoms over the frames"
+        self.found = widgets.HTML()
+        self.found.add_class("atomstat-found")
+        state.observe(lambda _: self._count(), "table")
         self.model.observe(lambda c: setattr(state, "model", c.new or "universal"), "value")
         self.threshold.observe(self._threshold, "value")
         self.dumbbells.observe(self._dumbbells, "value")
+        self.split.observe(lambda c: setattr(state, "split", c.new), "value")
+        self.preprocess.observe(lambda c: setattr(state, "preprocess", c.new), "value")
         self.run.on_click(self._run)
         state.observe(lambda c: setattr(self.bar, "value", c.new), "progress")
         state.observe(lambda c: setattr(self.run, "disabled", c.new), "busy")
@@ -115,7 +174,27 @@ class DetectionPanel:
         state.observe(lambda _: self.find_models(), "frames")
         self.find_models()
         self.widget = widgets.VBox(
-            [self.model, self.threshold, self.dumbbells, widgets.HBox([self.run, self.bar])]
+            [
+                self.model,
+                self.split,
+                self.preprocess,
+                self.threshold,
+                self.dumbbells,
+                widgets.HBox([self.run, self.bar]),
+                self.found,
+            ]
+        )
+
+    def _count(self) -> None:
+        """What the working table holds, at which threshold (the counter's own words)."""
+        state, table = self.state, self.state.table
+        if table is None:
+            self.found.value = ""
+            return
+        noun = "dumbbells" if state.dumbbell_mode else "atoms"
+        frames = f" in {state.n_frames} frames" if state.n_frames > 1 else ""
+        self.found.value = (
+            f"<small>{len(table)} {noun}{frames} at threshold {state.threshold:.2f}</small>"
         )
 
     def find_models(self) -> None:
@@ -124,10 +203,10 @@ class DetectionPanel:
 
         root = Path(self.state.data_dir)
         found = sorted(str(p.relative_to(root)) for p in root.rglob("*.keras"))[:50]
-        self.model.options = [("shipped (universal)", "universal")] + [(f, f) for f in found]
-        self.model.value = (
-            self.state.model if self.state.model in ["universal", *found] else "universal"
-        )
+        shipped = [("shipped: universal (STEM)", "universal"), ("shipped: stm", "stm")]
+        self.model.options = shipped + [(f, f) for f in found]
+        known = ["universal", "stm", *found]
+        self.model.value = self.state.model if self.state.model in known else "universal"
 
     def _threshold(self, change) -> None:
         if abs(change.new - self.state.threshold) > 1e-9:
@@ -150,7 +229,8 @@ class LabelPanel:
     def __init__(self, state: AppState, errors: widgets.Output):
         self.state, self.errors = state, errors
         self.name = widgets.Combobox(placeholder="class name", value="dopant", layout=_HALF)
-        self.color = widgets.ColorPicker(value="#d55e00", concise=True, layout={"width": "40px"})
+        self.color = widgets.ColorPicker(value="#d55e00", concise=True, layout={"width": "40px"},
+                                         tooltip="Colour of the class")  # fmt: skip
         self.label = widgets.Button(description="Label selection", button_style="success")
         self.unlabel = widgets.Button(description="Unlabel selection")
         self.undo = widgets.Button(description="Undo", layout={"width": "80px"})
@@ -207,6 +287,8 @@ class LabelPanel:
         classes = self.state.labels.classes
         if change.new in classes:
             self.color.value = classes[change.new]
+        elif self.color.value in classes.values():  # a new class: not another class's colour
+            self.color.value = self.state.labels.suggest_color()
 
     def _anomalies(self) -> None:
         self.state.anomaly_method = self.method.value
@@ -256,6 +338,11 @@ class ExportPanel:
         self.figure = widgets.Button(description="Export figure", layout=_HALF)
         self.table = widgets.Button(description="Export table", layout=_HALF)
         self.session = widgets.Button(description="Export session", layout=_HALF)
+        self.figure_format.tooltip = "File type of the exported figure"
+        self.table_format.tooltip = "File type of the exported atoms table"
+        self.figure.tooltip = "Save the figure of this frame (movies: with the angle plots)"
+        self.table.tooltip = "Save the atoms table with the labels"
+        self.session.tooltip = "Save the table, labels and settings as a session file"
         self.links = widgets.HTML()
         self.links.add_class("atomstat-downloads")
         self.figure.on_click(lambda _: self._export("figure", self.figure_format.value))

@@ -13,11 +13,20 @@ import numpy as np
 import pandas as pd
 from PIL import Image as PILImage
 
-__all__ = ["UNLABELLED", "display_png", "label_colors", "line_rows", "reduce"]
+__all__ = [
+    "COLORMAPS",
+    "UNLABELLED",
+    "auto_limits",
+    "display_png",
+    "label_colors",
+    "line_rows",
+    "reduce",
+]
 
 UNLABELLED = "#ffffff"
 PROB_COLOR = np.array([0.0, 0.85, 1.0])  # cyan: the probability in the blend
-MAX_SIDE = 1024
+MAX_SIDE = 2048  # image px shown 1:1 up to 2048^2, so a zoom shows the recorded pixels
+COLORMAPS = ("gray", "inferno", "viridis", "magma", "cividis", "gray_r")
 
 
 def reduce(image: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, int]:
@@ -42,17 +51,43 @@ def reduce(image: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, int
     return padded.reshape(padded.shape[0] // k, k, padded.shape[1] // k, k).mean(axis=(1, 3)), k
 
 
-def _stretch(image: np.ndarray) -> np.ndarray:
-    finite = image[np.isfinite(image)]
+def auto_limits(image: np.ndarray) -> tuple[float, float]:
+    """Contrast limits: the 0.5 and 99.5 percentiles of the finite pixels.
+
+    Examples
+    --------
+    >>> auto_limits(np.arange(1001.0))
+    (5.0, 995.0)
+    """
+    finite = np.asarray(image)[np.isfinite(image)]
     if not finite.size:
-        return np.zeros(image.shape, np.float32)
+        return 0.0, 1.0
     low, high = np.percentile(finite, [0.5, 99.5])
+    return float(low), float(high)
+
+
+def _stretch(image: np.ndarray, limits=None) -> np.ndarray:
+    low, high = auto_limits(image) if limits is None else limits
     out = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
     return np.nan_to_num(out, nan=0.0).astype(np.float32)
 
 
+def _lut(cmap: str) -> np.ndarray:
+    if cmap not in COLORMAPS:
+        raise ValueError(f"cmap must be one of {COLORMAPS}, got {cmap!r}")
+    from matplotlib import colormaps
+
+    return (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
 def display_png(
-    image: np.ndarray, prob: np.ndarray | None = None, mode: str = "raw", max_side: int = MAX_SIDE
+    image: np.ndarray,
+    prob: np.ndarray | None = None,
+    mode: str = "raw",
+    max_side: int = MAX_SIDE,
+    *,
+    limits: tuple[float, float] | None = None,
+    cmap: str = "gray",
 ) -> tuple[bytes, tuple[float, float], tuple[float, float]]:
     """The PNG the image view shows, and its x and y extents in full-image px.
 
@@ -66,6 +101,12 @@ def display_png(
         probability laid over it in cyan.
     max_side : int
         Longest side of the PNG.
+    limits : (float, float), optional
+        Pixel values shown as the darkest and the brightest colour of the
+        raw image (default: :func:`auto_limits`).
+    cmap : str
+        One of :data:`COLORMAPS`, for the raw image (the probability map is
+        always grey).
 
     Returns
     -------
@@ -80,11 +121,12 @@ def display_png(
         mode = "raw"
     small, k = reduce(image, max_side)
     if mode == "raw":
-        pixels = (_stretch(small) * 255).astype(np.uint8)
+        pixels = (_stretch(small, limits) * 255).astype(np.uint8)
+        pixels = pixels if cmap == "gray" else _lut(cmap)[pixels]
     elif mode == "probability":
         pixels = (np.clip(reduce(prob, max_side)[0], 0, 1) * 255).astype(np.uint8)
     else:
-        grey = _stretch(small)[..., None]
+        grey = _stretch(small, limits)[..., None]
         alpha = 0.65 * np.clip(reduce(prob, max_side)[0], 0, 1)[..., None]
         pixels = ((grey * (1 - alpha) + PROB_COLOR * alpha) * 255).astype(np.uint8)
     buffer = io.BytesIO()

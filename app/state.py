@@ -5,8 +5,9 @@ traits and copy them into marks; user actions call its methods. Every piece
 of analysis is one call into :mod:`atomstat`. Selections are rules
 (:mod:`app.selection`) applied as commands; the command history undoes and
 redoes selections and label changes in the order they were made. Labels
-autosave to the session file beside the data on every change, and reopen
-with the data.
+live in the data folder's shared label store and the analysis in its cache
+(:mod:`app.collab`): every visitor of a file sees the others' labels, and a
+reload shows the last analysis without running the network.
 """
 
 from __future__ import annotations
@@ -20,25 +21,52 @@ import pandas as pd
 import traitlets
 
 import atomstat
-from app.data import Example, example_catalogue, inside, session_path
+from app.collab import Workbench, guest_name
+from app.data import Example, example_catalogue, inside
+from app.levels import LevelCache
 from app.selection import IdsRule, Selection
-from atomstat.maps import analyze_maps, match_ids, relocate
+from atomstat.maps import analyze_maps, match_ids
 
-__all__ = ["AppState", "format_status"]
+__all__ = ["AppState", "format_status", "whole_tracks"]
 
 log = logging.getLogger(__name__)
 _EXPECTED = (atomstat.LoadError, ValueError, TypeError, KeyError, FileNotFoundError, OSError)
 
 
-def format_status(n_atoms: int, seconds: float, pixel_size: float, units: str) -> str:
-    """The one-line summary after detection.
+def format_status(
+    n_atoms: int, seconds: float, pixel_size: float, units: str, *, n_dumbbells: int | None = None
+) -> str:
+    """The one-line summary after detection (counting what the selection counter counts).
 
     Examples
     --------
     >>> format_status(1234, 0.5, 0.0176, "nm")
     '1234 atoms found in 0.50 s, pixel size 0.0176 nm'
+    >>> format_status(1391, 2.0, 1.0, "px", n_dumbbells=657)
+    '657 dumbbells (1391 atoms) found in 2.00 s, pixel size 1 px'
     """
-    return f"{n_atoms} atoms found in {seconds:.2f} s, pixel size {pixel_size:.4g} {units}"
+    found = f"{n_atoms} atoms"
+    if n_dumbbells is not None:
+        found = f"{n_dumbbells} dumbbells ({found})"
+    return f"{found} found in {seconds:.2f} s, pixel size {pixel_size:.4g} {units}"
+
+
+def whole_tracks(table: pd.DataFrame, mask: np.ndarray, frame: int) -> np.ndarray:
+    """Every row of the tracks that ``mask`` picks in ``frame``.
+
+    A tracked movie is selected track by track: a brush or a click decides by
+    the values in the shown frame, and the selection is then the same tracks
+    in every frame (it is not re-applied when the frame changes).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"frame": [0, 0, 1, 1], "particle": [7, 8, 7, 8]})
+    >>> whole_tracks(t, np.array([True, False, False, True]), 0).tolist()
+    [True, False, True, False]
+    """
+    here = np.asarray(mask, bool) & (table["frame"].to_numpy() == frame)
+    particle = table["particle"].to_numpy()
+    return np.isin(particle, particle[here]) & ~pd.isna(particle)
 
 
 class AppState(traitlets.HasTraits):
@@ -57,7 +85,11 @@ class AppState(traitlets.HasTraits):
     drift = traitlets.Any(None, help="drift (dx, dy by frame) once tracked")
     aligned = traitlets.Bool(False, help="show drift-corrected frames")
     threshold = traitlets.Float(0.5)
-    model = traitlets.Unicode("universal", help="'universal' or a .keras path in the data dir")
+    model = traitlets.Unicode(
+        "universal", help="'universal', 'stm' (shipped) or a .keras path in the data dir"
+    )
+    split = traitlets.Unicode("auto", help="split blobs of several atoms: 'auto', 'on', 'off'")
+    preprocess = traitlets.Unicode("none", help="'none', 'stm' or 'plane' (atomstat.analyze)")
     dumbbell_mode = traitlets.Bool(False)
     selection = traitlets.Instance(Selection, ())
     selected = traitlets.Any(np.zeros(0, np.int64), help="ids of the selected rows of table")
@@ -74,6 +106,8 @@ class AppState(traitlets.HasTraits):
     busy = traitlets.Bool(False)
     progress = traitlets.Float(0.0)
     session_file = traitlets.Unicode(None, allow_none=True)
+    user = traitlets.Unicode(help="who makes the label changes (typed once, kept in the browser)")
+    store_message = traitlets.Unicode("", help="label store problems and overwritten labels")
 
     def __init__(self, data_dir: str | Path, **kwargs):
         super().__init__(data_dir=str(Path(data_dir).resolve()), **kwargs)
@@ -81,6 +115,12 @@ class AppState(traitlets.HasTraits):
         self._future: list[tuple] = []
         self._aligned_cache: dict = {}
         self._watch_labels(self.labels)
+        self.collab = Workbench(self)
+        self.observe(lambda c: self.collab.set_user(c.new), "user")
+
+    @traitlets.default("user")
+    def _default_user(self):
+        return guest_name()
 
     # ------------------------------------------------------------------ opening
     @property
@@ -89,6 +129,8 @@ class AppState(traitlets.HasTraits):
 
     def open_file(self, relative: str) -> bool:
         """Open a file of the data folder; on failure keep what is open and say why."""
+        if str(relative).endswith(".json"):
+            return self.open_session(relative)
         try:
             path = inside(self.data_dir, relative)
             signal = atomstat.load(path)
@@ -122,7 +164,7 @@ class AppState(traitlets.HasTraits):
             self.frame = 0
             self.frames = frames
         self.status = self.summary()
-        self._reopen_session()
+        self.collab.open()
 
     def _forget(self):
         self.prob = self.table = self.atoms = self.drift = None
@@ -132,6 +174,7 @@ class AppState(traitlets.HasTraits):
         self._future.clear()
         self.selection = Selection()
         self.selected = np.zeros(0, np.int64)
+        self.collab.detach()  # the next file's labels are not this one's
         self._replace_labels(atomstat.LabelSet())
         self.session_file = None
 
@@ -149,7 +192,48 @@ class AppState(traitlets.HasTraits):
     def _model_arg(self):
         if self.model in ("", "universal"):
             return None
+        if self.model == "stm":
+            return "stm"  # the shipped STM model
         return str(inside(self.data_dir, self.model))
+
+    def _analysis_input(self):
+        """The frames the network sees (cleaned by ``preprocess``) and the ``split`` flag."""
+        data = self.frames[0] if self.n_frames == 1 else self.frames
+        if self.preprocess not in ("", "none"):
+            from atomstat.preprocess import get_preprocessor
+
+            clean = get_preprocessor(self.preprocess)
+            stack = data[None] if data.ndim == 2 else data
+            data = np.stack([clean(f) for f in stack]).astype(np.float32)
+            data = data[0] if self.n_frames == 1 else data
+        split = {"auto": None, "on": True, "off": False}[self.split]
+        return data, split
+
+    def set_calibration(self, pixel_size, units: str) -> bool:
+        """Set the pixel size and unit by hand (a file without calibration, or a wrong one).
+
+        Refused with a status message unless ``pixel_size`` is a finite number
+        above 0 and ``units`` is a short non-empty name.
+        """
+        try:
+            size = float(pixel_size)
+        except (TypeError, ValueError):
+            size = float("nan")
+        units = str(units).strip()
+        if not np.isfinite(size) or size <= 0:
+            self.status = f"Pixel size must be a finite number above 0, got {pixel_size!r}"
+            return False
+        if not units or len(units) > 12 or any(c in units for c in "<>&\"'"):
+            self.status = f"Unit must be a short name such as nm or pm, got {units!r}"
+            return False
+        with self.hold_trait_notifications():
+            self.pixel_size, self.units = size, units
+            for table in (self.atoms, self.table):
+                if table is not None:
+                    table.attrs.update({"pixel_size": size, "units": units})
+        self.status = f"Calibration set: pixel size {size:.4g} {units}; {self.summary()}"
+        self.autosave()
+        return True
 
     def detect(self) -> bool:
         """Run the network on every frame and locate the atoms (progress in ``progress``)."""
@@ -160,10 +244,16 @@ class AppState(traitlets.HasTraits):
         self.status = f"Finding atoms in {self.n_frames} frame(s)..."
         start = time.perf_counter()
         try:
-            data = self.frames[0] if self.n_frames == 1 else self.frames
-            atoms, prob = analyze_maps(
-                data, threshold=self.threshold, model=self._model_arg(), callback=self._progress
-            )
+            data, split = self._analysis_input()
+            cached = self.collab.cached()
+            if cached is not None and all(c is not None for c in cached):  # no network
+                atoms, prob = cached
+                self.progress = 1.0
+            else:
+                atoms, prob = analyze_maps(
+                    data, threshold=self.threshold, model=self._model_arg(), split=split,
+                    callback=self._progress,
+                )  # fmt: skip
         except _EXPECTED as exc:
             self.status = f"Finding atoms failed: {exc}"
             return False
@@ -173,8 +263,12 @@ class AppState(traitlets.HasTraits):
         atoms.attrs["source"] = None if self.source.startswith("example:") else self.source
         self.prob = prob if prob.ndim == 3 else prob[None]
         self._set_atoms(atoms)
+        self._levels()  # the other threshold levels, ahead, in a thread
         seconds = time.perf_counter() - start
-        self.status = format_status(len(atoms), seconds, self.pixel_size, self.units)
+        pairs = len(self.table) if self.dumbbell_mode else None
+        self.status = format_status(
+            len(atoms), seconds, self.pixel_size, self.units, n_dumbbells=pairs
+        )
         self.autosave()
         return True
 
@@ -188,17 +282,35 @@ class AppState(traitlets.HasTraits):
             if self.table is not None:
                 self.status = "Press 'Find atoms' to re-threshold (no probability map yet)"
             return
+        atoms = self._levels().get(self.threshold)  # precomputed in the background
+        self._set_atoms(atoms)
+        found = f"{len(atoms)} atoms"
+        if self.dumbbell_mode:  # count what the selection counter counts
+            found = f"{len(self.table)} dumbbells ({found})"
+        self.status = f"{found} at threshold {self.threshold:.2f}"
+        self.autosave()
+
+    def _levels(self) -> LevelCache:
+        """The atoms tables of the stored map at every slider level (filled in a thread)."""
+        cache = getattr(self, "_level_cache", None)
+        if cache is not None and cache.key is self.prob:
+            return cache
+        if cache is not None:
+            cache.stop()
         image = self.frames[0] if self.n_frames == 1 else self.frames
         prob = self.prob[0] if self.n_frames == 1 else self.prob
-        atoms = relocate(prob, image, threshold=self.threshold, attrs=self.atoms.attrs)
-        self._set_atoms(atoms)
-        self.status = f"{len(atoms)} atoms at threshold {self.threshold:.2f}"
+        self._level_cache = LevelCache(
+            prob, image, self.atoms.attrs, start=self.threshold, key=self.prob
+        )
+        return self._level_cache.start()
 
     def set_dumbbell_mode(self, on: bool) -> None:
         """Work on dumbbells (paired columns) instead of atoms."""
+        self.collab.detach()  # dumbbells keep their labels apart from atoms
         self.dumbbell_mode = bool(on)
         if self.atoms is not None:
             self._set_atoms(self.atoms)
+        self.collab.attach(carried=f"labels carried over to {'dumbbells' if on else 'atoms'}")
 
     def _set_atoms(self, atoms: pd.DataFrame) -> None:
         """Make ``atoms`` (and its dumbbells) the working table; labels follow by position."""
@@ -232,7 +344,10 @@ class AppState(traitlets.HasTraits):
         if table is None:
             self.selected = np.zeros(0, np.int64)
             return
-        self.selected = table.index.to_numpy()[self.selection.mask(table)]
+        mask = self.selection.mask(table)
+        if "particle" in table and "frame" in table and self.n_frames > 1:
+            mask = whole_tracks(table, mask, self.frame)
+        self.selected = table.index.to_numpy()[mask]
 
     def selected_rows(self) -> pd.DataFrame:
         """The selected rows of the working table, labels included."""
@@ -288,18 +403,26 @@ class AppState(traitlets.HasTraits):
     def _watch_labels(self, labels):
         labels.observe(self._labels_changed)
 
-    def _replace_labels(self, labels):
-        """Swap in a new label set (its history starts empty, so label commands go)."""
+    def _replace_labels(self, labels, text: str = "labels moved to the new table"):
+        """Swap in a new label set (its history starts empty, so label commands go).
+
+        The shared store records how it differs as one action called ``text``.
+        """
         self._history = [c for c in getattr(self, "_history", []) if c[0] != "labels"]
         self._future = [c for c in getattr(self, "_future", []) if c[0] != "labels"]
         self.labels.unobserve(self._labels_changed)
         self.labels = labels
         self._watch_labels(labels)
+        if hasattr(self, "collab"):
+            self.collab.rebind(labels, text)
         self.labels_version += 1
 
+    def replace_labels(self, labels, text: str) -> None:
+        """Show ``labels`` (a session's, say), recorded in the store as one action ``text``."""
+        self._replace_labels(labels, text)
+
     def _labels_changed(self, _labels):
-        self.labels_version += 1
-        self.autosave()
+        self.labels_version += 1  # the shared store writes the change itself
 
     # ----------------------------------------------------------------- history
     def _command(self, command) -> None:
@@ -315,9 +438,16 @@ class AppState(traitlets.HasTraits):
             self.selection = command[1] if undo else command[2]
             self._apply_selection()
         elif undo:
-            self.labels.undo()
+            self._label_step("undo")
         else:
             command[1]()
+
+    def _label_step(self, which: str) -> None:
+        """Undo or redo a label change: in the shared store (one's own changes only)."""
+        if self.collab.shared is not None:
+            getattr(self.collab, which)()
+        else:
+            getattr(self.labels, which)()
 
     def undo(self) -> None:
         """Take back the last selection or label change."""
@@ -329,7 +459,8 @@ class AppState(traitlets.HasTraits):
     def redo(self) -> None:
         if self._future:
             command = self._future.pop()
-            self._do(("labels", self.labels.redo) if command[0] == "labels" else command)
+            redo = ("labels", lambda: self._label_step("redo"))
+            self._do(redo if command[0] == "labels" else command)
             self._history.append(command)
 
     # ------------------------------------------------------------------ movies
@@ -384,43 +515,63 @@ class AppState(traitlets.HasTraits):
         return out
 
     # ----------------------------------------------------------------- session
-    def autosave(self) -> Path | None:
-        """Write the session beside the data (``<file>.atomstat.json``)."""
-        if self.table is None or self.source is None:
-            return None
-        path = session_path(self.data_dir, self.source)
-        params = {"threshold": self.threshold, "model": self.model, "dumbbells": self.dumbbell_mode}
-        params["selection"] = self.selection.to_dict()
-        try:
-            atomstat.save_session(path, self.table, self.labels, params=params)
-        except OSError as exc:
-            self.status = f"Autosave failed: {exc}"
-            return None
-        self.session_file = str(path)
-        return path
+    def autosave(self) -> None:
+        """Keep the analysis in the cache beside the data, as the file's current one.
 
-    def _reopen_session(self) -> None:
-        path = session_path(self.data_dir, self.source)
-        if not path.is_file():
-            return
-        try:
-            session = atomstat.load_session(path)
-        except (ValueError, KeyError, OSError) as exc:
-            self.status = f"{self.summary()}; session {path.name} unreadable: {exc}"
-            return
-        params = session.params
-        self.threshold = float(params.get("threshold", self.threshold))
-        self.model = str(params.get("model", self.model))
-        self.dumbbell_mode = bool(params.get("dumbbells", False))
+        Labels need no saving here: each change goes to the shared store as it is made.
+        """
+        if self.atoms is not None and self.source is not None:
+            self.collab.analysed(self.atoms, self.prob)
+
+    def show_analysis(self, atoms, prob, *, text: str, table=None) -> bool:
+        """Show an analysis made before (cached, or a session's) without running the network.
+
+        ``table`` is the working table when it is not ``atoms`` itself (a
+        session's dumbbells or tracks); the labels are left as they are.
+        """
+        if atoms is None and table is None:
+            return False
+        if prob is not None:
+            prob = prob if prob.ndim == 3 else prob[None]
+            prob = prob if prob.shape == self.frames.shape else None
+        if table is None:
+            table = atomstat.pair_dumbbells(atoms) if self.dumbbell_mode else atoms
         with self.hold_trait_notifications():
-            self.atoms = session.atoms if not self.dumbbell_mode else None
-            self.table = session.atoms
-            self._replace_labels(session.labels)
-            self.selection = Selection.from_dict(params.get("selection", []))
+            self.prob, self.atoms, self.drift = prob, atoms, None
+            self._aligned_cache = {}
+            self.table = table
+            self.aligned = False
             self._apply_selection()
+        self.status = f"{self.summary()}; {len(table)} rows: {text} (no network run)"
+        return True
+
+    def open_session(self, relative: str) -> bool:
+        """Open an exported session: its file (if it is in the data folder), table and labels.
+
+        The session is refused, with the reason in the status line, when the
+        file's SHA-256 is not the one it was saved for.
+        """
+        try:
+            path = inside(self.data_dir, relative)
+            session = atomstat.load_session(path, check_source=False)
+        except _EXPECTED as exc:
+            self.status = f"Could not open {relative}: {exc}"
+            return False
+        source = Path(str((session.source or {}).get("path") or ""))
+        root = Path(self.data_dir)
+        if source.is_file() and root in source.resolve().parents:
+            if str(source.resolve()) != self.source:
+                self.open_file(str(source.resolve().relative_to(root)))
+        if self.frames is None:
+            self.status = f"Open the image of {path.name} first, then the session"
+            return False
+        if not self.collab.apply_session(session, text=f"session {path.name}"):
+            self.status = self.store_message
+            return False
         self.session_file = str(path)
         counts = ", ".join(f"{k} {v}" for k, v in session.labels.counts().items()) or "no labels"
-        self.status = f"{self.summary()}; reopened session ({len(session.atoms)} rows, {counts})"
+        self.status = f"{self.summary()}; opened {path.name} ({len(session.atoms)} rows, {counts})"
+        return True
 
 
 _EMPTY_LABELS = atomstat.LabelSet().to_dict()

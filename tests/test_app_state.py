@@ -13,6 +13,7 @@ from app.data import PathError, inside, list_folder, save_upload, session_path
 from app.selection import IdsRule, IntervalRule, PolygonRule, RangeRule, Selection
 from app.state import AppState
 from atomstat.simulate import simulate_lattice
+from atomstat.store import LabelStore, store_path
 
 
 @pytest.fixture(scope="module")
@@ -114,22 +115,22 @@ def test_labels_undo_redo_and_manual_refinement(state):
     assert list(state.selected) == [ids[0]] and len(state.labels.ids("dopant")) == 4
 
 
-def test_autosave_on_every_label_change_and_reopen(state, data_dir):
-    path = session_path(data_dir, state.source)
-    assert path == data_dir / "lattice.npy.atomstat.json"
+def test_labels_stored_on_every_change_and_reopened(state, data_dir):
+    store = LabelStore(store_path(data_dir))
+    key = state.collab.file_key
     state.select(IdsRule((3, 4)))
     state.label_selection("adatom")
-    saved = atomstat.load_session(path)
-    assert saved.labels.ids("adatom") == [3, 4]
+    assert [i for i, v in store.state(key)["manual"] if v == "adatom"] == [3, 4]
     state.select(IdsRule((7,)), "add")
     state.label_selection("adatom")
-    assert atomstat.load_session(path).labels.ids("adatom") == [3, 4, 7]
+    assert [i for i, v in store.state(key)["manual"] if v == "adatom"] == [3, 4, 7]
+    assert not session_path(data_dir, state.source).exists()  # no per-kernel autosave
     # A new kernel opens the same file: the table and the labels come back.
     again = AppState(data_dir)
     assert again.open_file("lattice.npy")
     assert again.labels.ids("adatom") == [3, 4, 7]
     pd.testing.assert_frame_equal(again.table, state.table, check_dtype=False)
-    assert again.model == "threshold.keras" and "reopened session" in again.status
+    assert again.model == "threshold.keras" and "restored the last analysis" in again.status
 
 
 def test_labels_follow_atoms_to_a_new_threshold(state):
@@ -214,3 +215,28 @@ def test_movie_dumbbells_track_and_align(tmp_path, threshold_model):
     s.aligned, s.frame = True, 3
     shifted = s.display_frame(s.frames)
     assert np.isfinite(shifted).mean() > 0.8 and shifted.shape == (128, 128)
+
+
+def test_threshold_levels_are_ready_before_the_slider_moves(state, lattice):
+    from app.levels import LEVELS
+    from atomstat.maps import relocate
+
+    cache = state._levels()
+    cache._thread.join(timeout=120)
+    assert cache.ready() == list(LEVELS)
+    computed = []
+    cache._compute = lambda level: computed.append(level)  # a look-up, no relocate now
+    state.set_threshold(0.3)
+    assert computed == []
+    expected = relocate(state.prob[0], lattice.image, threshold=0.3, attrs=state.atoms.attrs)
+    pd.testing.assert_frame_equal(state.table, expected)
+    assert state.status == f"{len(expected)} atoms at threshold 0.30"
+
+
+def test_calibration_is_refused_unless_positive_and_finite(state):
+    for size, units in ((0, "nm"), (-2, "nm"), ("abc", "nm"), (float("inf"), "nm"), (1, "")):
+        assert not state.set_calibration(size, units)
+        assert (state.pixel_size, state.units) == (1.0, "px")
+    assert state.set_calibration("0.0093", "nm")
+    assert (state.pixel_size, state.units) == (0.0093, "nm")
+    assert state.atoms.attrs["units"] == "nm" and "pixel size 0.0093 nm" in state.status

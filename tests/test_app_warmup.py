@@ -27,3 +27,50 @@ def test_warm_up_loads_the_shipped_model_quietly(capfd):
     model, _ = load_model(None)
     assert model.count_params() == 94468
     assert "oneDNN" not in capfd.readouterr().err
+
+
+def test_warm_up_image_is_not_taken_for_a_flat_one(caplog):
+    """The warm-up once ran on a blank image: the page then said 'the image is flat'."""
+    import logging
+
+    from app.warmup import _first_prediction, warmup_image
+
+    image = warmup_image()
+    assert image.std() > 0.05 * abs(image.mean())
+    with caplog.at_level(logging.INFO, logger="atomstat"):
+        _first_prediction()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+class _Box:
+    """Stands in for the page's error Output: counts how often it captured."""
+
+    def __init__(self):
+        self.entered = 0
+
+    def __enter__(self):
+        self.entered += 1
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_warnings_and_log_lines_never_reach_the_error_box():
+    import logging
+    import types
+    import warnings
+
+    import pytest
+
+    from app.report import report
+
+    state, box = types.SimpleNamespace(status="opened"), _Box()
+    with report(state, box):
+        warnings.warn("this HyperSpy API is deprecated", DeprecationWarning, stacklevel=1)
+        logging.getLogger("hyperspy.io").warning("a library's log line")
+        logging.getLogger("atomstat.fcn.predict").warning("the image is flat (all pixels 0)")
+    assert box.entered == 0  # the box captured nothing while the callback ran
+    assert state.status == "opened (note: the image is flat (all pixels 0))"
+    with pytest.raises(ValueError, match="bad value"), report(state, box):
+        raise ValueError("bad value")
+    assert box.entered == 1 and state.status == "Error: ValueError: bad value"

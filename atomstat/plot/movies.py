@@ -7,7 +7,13 @@ import pandas as pd
 
 from .atoms import _FIG_WIDTH, show_image
 
-__all__ = ["plot_angle_distribution", "plot_angle_series", "plot_drift", "plot_dumbbells"]
+__all__ = [
+    "movie_figure",
+    "plot_angle_distribution",
+    "plot_angle_series",
+    "plot_drift",
+    "plot_dumbbells",
+]
 
 
 def plot_dumbbells(
@@ -212,3 +218,64 @@ def plot_drift(drift: pd.DataFrame, *, ax=None, pixel_size: float = 1.0, units: 
     ax.set_aspect("equal", adjustable="datalim")
     ax.tick_params(labelsize=7)
     return ax
+
+
+def movie_figure(
+    image: np.ndarray,
+    tracks: pd.DataFrame,
+    picked=None,
+    *,
+    frame: int = 0,
+    pixel_size: float = 1.0,
+    units: str = "px",
+    title: str | None = None,
+):
+    """One frame with its dumbbells, the angles of every frame, and the picked tracks' angles.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        The frame shown.
+    tracks : pandas.DataFrame
+        Tracked dumbbells (``frame``, ``particle``, ``x``, ``y``, ``angle``,
+        ``separation``).
+    picked : sequence of int, optional
+        Tracks circled on the image and drawn in the angle series; by default
+        the six longest.
+    frame : int
+        The frame of ``image``.
+    pixel_size, units : float, str
+        The calibration: the image's axes are in ``units``.
+    title : str, optional
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        Three panels, every axis labelled with its unit.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    if not np.isfinite(pixel_size) or pixel_size <= 0:
+        raise ValueError(f"pixel_size must be a finite number above 0, got {pixel_size!r}")
+    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(_FIG_WIDTH * 1.6, 3.4),
+                                     gridspec_kw={"width_ratios": [1.1, 1, 1]})  # fmt: skip
+    rows = tracks[tracks["frame"] == frame]
+    picked = None if picked is None or not len(picked) else [int(p) for p in picked]
+    plot_dumbbells(image, rows, ax=a0, highlight=picked, numbers=False)
+    a0.set_axis_on()
+    scaled = FuncFormatter(lambda v, _: f"{v * pixel_size:.3g}")
+    a0.xaxis.set_major_formatter(scaled)
+    a0.yaxis.set_major_formatter(scaled)
+    a0.set_xlabel(f"x ({units})", fontsize=8)
+    a0.set_ylabel(f"y ({units})", fontsize=8)
+    a0.tick_params(labelsize=7)
+    a0.set_title(f"frame {frame}", fontsize=8)
+    plot_angle_distribution(tracks, ax=a1)
+    a1.set_title("angles in every frame", fontsize=8)
+    plot_angle_series(tracks, picked, ax=a2)
+    a2.set_title("picked dumbbells" if picked else "longest tracks", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
