@@ -35,6 +35,7 @@ def _train(args) -> int:
             upsampled=args.upsampled,
             stm_fraction=args.stm_fraction,
             stm_spacing=tuple(args.stm_spacing),
+            real=args.real,
             command="atomstat " + shlex.join(sys.argv[1:]),
         )
     except ValueError as exc:  # the field names are the options without "--"
@@ -77,6 +78,9 @@ def _analyze(args) -> int:
     from .plot import save_overlay
 
     if args.scheduler or args.workers or args.dataset:
+        if args.sigma is not None:
+            log.error("--sigma cannot be given with --scheduler, --workers or --dataset yet")
+            return 1
         return _analyze_dataset(args)
     out = output_folder(args.out)
     if out is None:
@@ -91,6 +95,7 @@ def _analyze(args) -> int:
                 model=args.model,
                 preprocess=args.preprocess,
                 split={"auto": None, "on": True, "off": False}[args.split],
+                sigma=args.sigma,
             )
         except (AtomstatError, ValueError, OSError, MemoryError) as exc:
             log.error("skipped %s: %s", name, exc)
@@ -376,6 +381,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default: auto)",
     )
     a.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="the atom width in px (Gaussian sigma of a column); default: estimated from the "
+        "image, with a warning when the estimate is doubtful",
+    )
+    a.add_argument(
         "--channel",
         default=None,
         help="the channel to analyse in multi-channel files, e.g. Z or Current for .sxm files "
@@ -463,7 +475,18 @@ def _parser() -> argparse.ArgumentParser:
         help="range of STM lattice spacings in atom widths (default 3.3 5.9)",
     )
     t.add_argument(
-        "--init", default=None, help="start from the weights of a training checkpoint (.ckpt.keras)"
+        "--real",
+        type=float,
+        default=0.0,
+        help="fraction of scenes made to look like real frames: contamination, clusters, "
+        "probe tails, line noise, JPEG, scale bars, weak sublattices, low-dose graphene "
+        "(default 0)",
+    )
+    t.add_argument(
+        "--init",
+        default=None,
+        help="start from the weights of a training checkpoint (.ckpt.keras) or, with "
+        "--no-batchnorm, of a shipped model (.keras)",
     )
     t.add_argument(
         "--no-batchnorm",

@@ -16,11 +16,11 @@ import pandas as pd
 
 from ._arrays import as_array
 from ._checks import flag, number
-from .fcn.predict import _as_frames, load_model, segment
+from .fcn.predict import _as_frames, check_sigma, load_model, segment
 from .io_stm import imaging_mode
 from .locate import PEAK_MARGIN, concat_frames, locate
 from .preprocess import get_preprocessor
-from .scale import estimate_sigma
+from .scale import Scale, estimate_scale
 
 __all__ = ["analyze", "calibration", "choose_model"]
 
@@ -42,6 +42,7 @@ def analyze(
     model=None,
     preprocess=None,
     split: bool | None = None,
+    sigma: float | None = None,
     progress: bool = False,
     client=None,
 ) -> pd.DataFrame:
@@ -77,6 +78,11 @@ def analyze(
         None (default) splits for STM data (``imaging == "stm"``) or the
         ``stm`` model: close, blurred STM atoms often share a blob, while on
         STEM a split is more often a distorted column cut in two.
+    sigma : float or None
+        The atom width in px (the Gaussian sigma of a column). None (default)
+        estimates it from the first frame (:func:`atomstat.scale.estimate_scale`:
+        the blob width checked against the lattice period). Pass it when
+        ``attrs["warnings"]`` says the estimate is doubtful.
     progress : bool
         Show a progress bar over the frames of a stack.
     client : distributed.Client, optional
@@ -90,15 +96,20 @@ def analyze(
         The atoms table. ``attrs`` holds ``pixel_size``, ``units``,
         ``source``, ``model`` (the model used), ``imaging`` (``"stm"`` or
         ``"stem"``, from the metadata), ``preprocess``, ``threshold``,
-        ``peak_margin``, ``split``, ``sigma`` (the estimated atom width in
-        px), ``fragments`` (blobs dropped as noise) and ``split_blobs``.
+        ``peak_margin``, ``split``, ``sigma`` (the atom width in px the image
+        was analysed at, always finite), ``sigma_source`` (``"blob"``,
+        ``"lattice"``, ``"fallback"`` or ``"user"``), ``lattice_period`` (px,
+        NaN when no lattice is resolved), ``warnings`` (a list of sentences:
+        what was doubtful about the atom width and what to pass instead; empty
+        when nothing was), ``fragments`` (blobs dropped as noise) and
+        ``split_blobs``.
 
     Raises
     ------
     atomstat.LoadError
         If ``data`` is a file that cannot be read as an image.
     ValueError
-        If ``threshold`` is out of range or the array is not an image.
+        If ``threshold`` or ``sigma`` is out of range or the array is not an image.
 
     Examples
     --------
@@ -111,6 +122,9 @@ def analyze(
     if client is not None:
         from .distributed import analyze as on_cluster
 
+        if sigma is not None:
+            raise ValueError("sigma= cannot be given with client= yet: the workers estimate it")
+
         return on_cluster(
             data, client=client, threshold=threshold, peak_margin=peak_margin, model=model,
             preprocess=preprocess, split=split,
@@ -122,6 +136,7 @@ def analyze(
         model=model,
         preprocess=preprocess,
         split=split,
+        sigma=sigma,
     )
     tables = []
     bar = _progress(progress, run.n_frames)
@@ -186,6 +201,7 @@ def prepare(
     model=None,
     preprocess=None,
     split: bool | None = None,
+    sigma: float | None = None,
 ) -> Run:
     """Check the arguments of :func:`analyze`, load the data and the model, estimate the
     atom width on the first (cleaned) frame; return the :class:`Run`."""
@@ -213,7 +229,10 @@ def prepare(
             f"expected an image (H, W) or a stack (T, H, W), got shape {np.shape(frames)}"
         )
     chunk = frames_per_chunk(first.shape, len(frames))
-    sigma = estimate_sigma(first) if min(first.shape) >= 16 else float("nan")
+    scale = _scale(first, sigma)
+    for message in scale.warnings:
+        log.warning("%s", message)
+    sigma = scale.sigma
     attrs.update(
         {
             "model": _model_name(model),
@@ -223,11 +242,21 @@ def prepare(
             "peak_margin": peak_margin,
             "split": bool(split),
             "sigma": sigma,
+            "sigma_source": scale.source,
+            "lattice_period": scale.period,
+            "warnings": list(scale.warnings),
         }
     )
     return Run(
         frames, clean, model, threshold, peak_margin, sigma, attrs, single, chunk, bool(split)
     )
+
+
+def _scale(first, sigma) -> Scale:
+    """The atom width given (checked) or estimated on the first frame."""
+    if sigma is not None:
+        return Scale(check_sigma(sigma), "user", float("nan"), None)
+    return estimate_scale(first)
 
 
 def _check_input(data):

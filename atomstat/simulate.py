@@ -19,7 +19,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from . import artefacts as _art
 from ._checks import number
+from .artefacts import Artefacts, random_artefacts
 from .gaussians import render
 from .imaging import render_truth, stem_image, stm_clean, stm_image, target_mask
 from .lattices import (
@@ -34,6 +36,7 @@ from .table import make_atoms
 
 __all__ = [
     "LATTICES",
+    "Artefacts",
     "Defects",
     "Regions",
     "Simulation",
@@ -41,6 +44,7 @@ __all__ = [
     "Stm",
     "lattice_points",
     "random_scene",
+    "real_scene",
     "render",
     "simulate_lattice",
 ]
@@ -93,13 +97,17 @@ class Simulation:
         follows the atom's brightness relative to the typical atom, and
         touching blobs are kept one pixel apart.
     clean : ndarray of shape (H, W), float32
-        The noise-free image.
+        The noise-free image (with the optics' artefacts and the overlay).
+    overlay : ndarray of shape (H, W), float32, or None
+        What :class:`Artefacts` put on the sample (contamination, clusters), in
+        host-column peaks; None without them.
     """
 
     image: np.ndarray
     atoms: pd.DataFrame
     mask: np.ndarray
     clean: np.ndarray
+    overlay: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- scene
@@ -268,6 +276,7 @@ def simulate_lattice(
     defects=None,
     imaging=None,
     regions=None,
+    artefacts=None,
     rng=None,
 ) -> Simulation:
     """Simulate an atomically resolved image with its exact ground truth.
@@ -296,6 +305,11 @@ def simulate_lattice(
     imaging : Stem or Stm, optional
         Default ``Stem()``.
     regions : Regions, optional
+    artefacts : Artefacts, optional
+        What real microscopes add (contamination, clusters, probe tails, tilt
+        smear, scan wobble, line noise, JPEG, a scale bar); none by default.
+        Atoms hidden under contamination, clusters or the scale bar stay in
+        ``atoms`` but leave the mask.
     rng : None, int or numpy.random.Generator
 
     Returns
@@ -339,26 +353,49 @@ def simulate_lattice(
     defects = _settings("defects", defects, Defects)
     imaging = _settings("imaging", imaging, Stem | Stm, Stem)
     regions = _settings("regions", regions, Regions)
+    art = _settings("artefacts", artefacts, Artefacts)
     _check_scene(half, spacing, sigma, ellipticity, defects, imaging)
     rotation = rng.uniform(0, 180) if rotation is None else rotation
     truth = _place_atoms(
         kind, shape, spacing, sigma, rotation, ellipticity, sublattice_ratio, defects, regions, rng
     )
+    truth = _art.wobble(truth, shape, art, rng)
     if isinstance(imaging, Stem):
         truth = _drift_distort(truth, shape, imaging.drift, rng)
         clean, peak, who = render_truth(truth, shape)
-        image = stem_image(clean, imaging, rng)
         mask = target_mask(truth, peak, who)
     else:
         clean, mask = stm_clean(truth, shape, imaging, rng)
-        image = stm_image(clean, imaging, rng)
+    clean = _art.optics(clean, sigma, art, rng)
+    extra = None
+    if art.contamination or art.clusters:
+        extra = _art.overlay(shape, spacing, sigma, art, rng)
+        clean, mask = clean + extra, _art.hide(mask, extra)
+    if isinstance(imaging, Stem):
+        image, unit = stem_image(clean, imaging, rng), imaging.dose
+    else:
+        image, unit = stm_image(clean, imaging, rng), 1.0
+    image, covered = _art.scan_and_file(image, unit, art, rng)
+    mask = np.where(covered, 0, mask)
     inside = (truth.x > -0.5) & (truth.x < shape[1] - 0.5) & (truth.y > -0.5)
     inside &= truth.y < shape[0] - 0.5
     atoms = make_atoms({c: truth[c].to_numpy() for c in truth.columns if c != "id"})
     atoms = atoms[inside.to_numpy()].reset_index(drop=True).rename_axis("atom_id")
     atoms.attrs.update({"pixel_size": 1.0, "units": "px", "source": f"simulate_lattice({kind})"})
+    atoms.attrs["scene"] = {
+        "kind": kind,
+        "spacing": float(spacing),
+        "sigma": float(sigma),
+        "sublattice_ratio": float(sublattice_ratio),
+        "imaging": dict(vars(imaging), mode="stem" if isinstance(imaging, Stem) else "stm"),
+        "artefacts": dict(vars(art)),
+    }
     return Simulation(
-        image.astype(np.float32), atoms, mask.astype(np.uint8), clean.astype(np.float32)
+        image.astype(np.float32),
+        atoms,
+        mask.astype(np.uint8),
+        clean.astype(np.float32),
+        None if extra is None else extra.astype(np.float32),
     )
 
 
@@ -540,6 +577,7 @@ def random_scene(
     sigma=(1.3, 3.4),
     dose=(8.0, 400.0),
     stm_spacing=(3.3, 5.9),
+    real=0.0,
 ) -> Simulation:
     """Draw one training or test scene with random lattice, defects and imaging.
 
@@ -561,6 +599,11 @@ def random_scene(
     stm_spacing : tuple of float
         Range of STM lattice spacings in atom widths (the inverse is drawn
         uniformly, so dense lattices are favoured).
+    real : float in [0, 1]
+        Fraction of scenes made to look like real frames (:func:`real_scene`):
+        microscope artefacts, weak sublattices and very low dose light-element
+        lattices. At 0 (default) the scenes, and the draws from ``rng``, are
+        those of earlier versions, so held-out sets stay the same.
 
     Returns
     -------
@@ -575,9 +618,12 @@ def random_scene(
     if not 0 < stm_spacing[0] <= stm_spacing[1]:
         raise ValueError(f"stm_spacing must be (low, high) in atom widths, got {stm_spacing!r}")
     rng = _generator(rng)
+    number("real", real, low=0, high=1, note=" (a fraction)")
     mode = mode or ("stem" if rng.random() < 0.75 else "stm")
     if mode not in ("stem", "stm"):
         raise ValueError(f"mode must be 'stem' or 'stm', got {mode!r}")
+    if real > 0 and rng.random() < real:
+        return real_scene(rng, shape, mode=mode, sigma=sigma, stm_spacing=stm_spacing)
     kind = LATTICES[rng.integers(len(LATTICES))]
     s = float(np.exp(rng.uniform(np.log(sigma[0]), np.log(sigma[1]))))
     if kind == "dumbbell":
@@ -625,5 +671,68 @@ def random_scene(
         defects=defects,
         imaging=imaging,
         regions=regions,
+        rng=rng,
+    )
+
+
+#: Lattices with a second basis site that can be made a weak sublattice.
+_TWO_SITE = ("honeycomb", "centered_rectangular", "dumbbell")
+
+
+def real_scene(
+    rng=None, shape=(128, 128), *, mode="stem", sigma=(1.3, 3.4), stm_spacing=(3.3, 5.9)
+):
+    """A scene that looks like a real frame: artefacts, weak sublattices, very low dose.
+
+    A random scene (:func:`random_scene`'s lattices and imaging) with
+    :func:`atomstat.artefacts.random_artefacts`; in a third of the STEM scenes a
+    two-site lattice whose second site is weak (0.1-0.5 of the first: S2 in MoS2,
+    B sites, O columns); in a fifth a light-element honeycomb (graphene) at 1-5
+    counts per host peak on a bright background.
+
+    Examples
+    --------
+    >>> sim = real_scene(3, shape=(96, 96))
+    >>> sim.image.shape, sim.mask.dtype.name
+    ((96, 96), 'uint8')
+    """
+    rng = _generator(rng)
+    s = float(np.exp(rng.uniform(np.log(sigma[0]), np.log(sigma[1]))))
+    kind, ratio, dose = LATTICES[rng.integers(len(LATTICES))], 1.0, None
+    if mode == "stem" and rng.random() < 0.2:  # graphene at a few counts per atom
+        kind, dose = "honeycomb", float(rng.uniform(1, 5))
+    elif mode == "stem" and rng.random() < 0.35:
+        kind, ratio = _TWO_SITE[rng.integers(len(_TWO_SITE))], float(rng.uniform(0.1, 0.5))
+    if kind == "dumbbell":
+        spacing = s * rng.uniform(2.4, 5.0)
+    elif mode == "stm":
+        spacing = s / rng.uniform(1 / stm_spacing[1], 1 / stm_spacing[0])
+    else:
+        spacing = s * float(np.exp(rng.uniform(np.log(4.0), np.log(12.0))))
+    if mode == "stem":
+        imaging = Stem(
+            dose=dose or float(np.exp(rng.uniform(np.log(3), np.log(300)))),
+            background=rng.uniform(0.3, 1.5) if dose else rng.uniform(0, 0.4),
+            blur=rng.uniform(0, 1.0) * (rng.random() < 0.5),
+            drift=rng.uniform(0, 0.03) * (rng.random() < 0.3),
+        )
+    else:
+        imaging = Stm(
+            noise=rng.uniform(0.03, 0.3),
+            charge=rng.uniform(0, 0.4),
+            scars=int(rng.integers(0, 12)),
+            tilt=rng.uniform(0, 3),
+            tip_change=rng.uniform(0.2, 0.8) if rng.random() < 0.3 else None,
+        )
+    return simulate_lattice(
+        kind,
+        shape=shape,
+        spacing=spacing,
+        sigma=s,
+        ellipticity=rng.uniform(0, 0.25),
+        sublattice_ratio=ratio,
+        defects=Defects(vacancies=rng.uniform(0, 0.05), dopants=rng.uniform(0, 0.04)),
+        imaging=imaging,
+        artefacts=random_artefacts(rng, mode),
         rng=rng,
     )

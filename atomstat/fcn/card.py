@@ -94,6 +94,27 @@ def write_card(out: str | Path, heldout: dict, *, evaluate_command: str) -> Path
     return out.with_suffix(".md")
 
 
+def _params(width):
+    from .model import build_fcn
+
+    return f"{build_fcn(width=int(width)).count_params():,}"
+
+
+def _bn_note(batchnorm):
+    if batchnorm:
+        return (
+            "Batch normalisation was used during training and folded into the\n"
+            "convolutions on saving, so the shipped graph is exactly the paper's network."
+        )
+    return "It was trained as the plain paper network (no batch normalisation)."
+
+
+def _normalize_note():
+    from .normalize import METHOD
+
+    return METHOD
+
+
 def _markdown(name, meta):
     c, h, e = meta["config"], meta["history"], meta["heldout"]
     curve = "\n".join(
@@ -108,9 +129,8 @@ def _markdown(name, meta):
     stm_spacing = tuple(c.get("stm_spacing", (3.3, 5.9)))
     return f"""# Model card: `{name}.keras`
 
-The paper's encoder-decoder FCN (94,468 parameters), trained only on simulated images by
-atomstat's own code. Batch normalisation was used during training and folded into the
-convolutions on saving, so the shipped graph is exactly the paper's network.
+The paper's encoder-decoder FCN ({_params(c.get("width", 20))} parameters), trained only on
+simulated images by atomstat's own code. {_bn_note(c.get("batchnorm", True))}
 
 ## How it was made
 - Command: `{c["command"]}`
@@ -121,7 +141,11 @@ convolutions on saving, so the shipped graph is exactly the paper's network.
   lattice kinds, interfaces, holes, edges, amorphous patches, vacancies, dopants, adatoms, strain;
   STEM doses {c.get("dose", (8, 400))} counts with blur, scan jitter and drift; STM noise, scars,
   tilt, tip changes; STM spacings {stm_spacing} atom widths); a fraction
-  {c.get("upsampled", 0)} of the scenes hold atoms 0.7-1.3 px wide, upsampled as `segment` does.{
+  {c.get("upsampled", 0)} of the scenes hold atoms 0.7-1.3 px wide, upsampled as `segment` does;
+  a fraction {c.get("real", 0)} look like real frames (`atomstat.simulate.real_scene`:
+  contamination and clusters many times brighter than the lattice, probe tails, tilt smear,
+  scan wobble, line noise, JPEG, scale bars, weak sublattices 0.1-0.5, graphene at 1-5 counts).
+- Normalisation: `atomstat.fcn.normalize.normalize` ({_normalize_note()}).{
         _provenance(meta.get("init_record"))
     }
 - Trained in {meta["train_seconds"] / 60:.0f} min on {meta.get("platform", "CPU")},

@@ -18,10 +18,17 @@ from skimage.transform import resize
 
 from .._arrays import as_array
 from .._checks import number
-from ..scale import estimate_sigma
+from ..scale import estimate_scale
 from .normalize import normalize
 
-__all__ = ["CANONICAL_SIGMA", "load_model", "model_path", "resample_factor", "segment"]
+__all__ = [
+    "CANONICAL_SIGMA",
+    "check_sigma",
+    "load_model",
+    "model_path",
+    "resample_factor",
+    "segment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +136,10 @@ def segment(data, *, model=None, sigma=None) -> np.ndarray:
     model : None, str, Path or keras.Model
         None uses the shipped ``universal`` model.
     sigma : float, optional
-        Atom width in px. Estimated from the image when None; stacks use one
-        width for all frames.
+        Atom width in px. Estimated from the image when None
+        (:func:`atomstat.scale.estimate_scale`: the blob width checked against
+        the lattice period; what was doubtful is logged as a warning); stacks
+        use one width for all frames.
 
     Returns
     -------
@@ -140,7 +149,8 @@ def segment(data, *, model=None, sigma=None) -> np.ndarray:
     ------
     ValueError
         If the data is not 2-D or 3-D, is smaller than 16x16, or holds NaN
-        or infinite values.
+        or infinite values; if ``sigma`` is not a width that can be resampled
+        to the network's scale (the message gives the range).
 
     Examples
     --------
@@ -152,9 +162,12 @@ def segment(data, *, model=None, sigma=None) -> np.ndarray:
     frames = _as_frames(data)
     _, call = load_model(model)
     if sigma is None:
-        sigma = estimate_sigma(np.asarray(frames[0], dtype=np.float32))
+        scale = estimate_scale(np.asarray(frames[0], dtype=np.float32))
+        for message in scale.warnings:
+            log.warning("%s", message)
+        sigma = scale.sigma
     else:
-        sigma = number("sigma", sigma, low=MIN_SIGMA, high=MAX_SIGMA)
+        sigma = check_sigma(sigma)
     factor = resample_factor(sigma)
     log.debug("atom width %.2f px: resampling by %.3f", sigma, factor)
     out = np.empty((len(frames), *frames.shape[1:]), np.float32)
@@ -164,6 +177,38 @@ def segment(data, *, model=None, sigma=None) -> np.ndarray:
         for i, p in zip(range(start, stop), probs, strict=True):
             out[i] = p if factor == 1 else resize(p, out.shape[1:], order=1)
     return out[0] if _ndim(data) == 2 else out
+
+
+def check_sigma(sigma) -> float:
+    """``sigma`` as a float, refused unless an atom width that ``segment`` can resample.
+
+    Raises
+    ------
+    ValueError
+        Saying what sigma is, the range and what to pass instead.
+    atomstat._checks.ArgumentTypeError
+        When ``sigma`` is not a number (a TypeError and a ValueError).
+
+    Examples
+    --------
+    >>> check_sigma(3)
+    3.0
+    >>> check_sigma(81.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma is the atom width in px and must be a finite number in [0.1375, 35.2] ...
+    """
+    if isinstance(sigma, int | float | np.number) and not isinstance(sigma, bool | np.bool_):
+        if MIN_SIGMA <= sigma <= MAX_SIGMA:  # NaN fails too
+            return float(sigma)
+    else:
+        number("sigma", sigma)  # the type error, by the shared wording
+    raise ValueError(
+        f"sigma is the atom width in px and must be a finite number in [{MIN_SIGMA:g}, "
+        f"{MAX_SIGMA:g}] (the network sees atoms {CANONICAL_SIGMA:g} px wide and resamples by "
+        f"at most 16x either way), got {sigma!r}; pass sigma=None to estimate it from the "
+        "image, or bin or crop the image first"
+    )
 
 
 def _ndim(data):

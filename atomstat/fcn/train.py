@@ -47,6 +47,7 @@ class TrainConfig:
     upsampled: float = 0.0
     stm_fraction: float = 0.25
     stm_spacing: tuple = (3.3, 5.9)
+    real: float = 0.0
     checkpoint_every: int = 250
     init: str | None = None
     command: str = ""
@@ -67,7 +68,7 @@ class TrainConfig:
         if self.patch % 4:  # two 2x poolings: the output must come back to the input size
             raise ValueError(f"patch must be a multiple of 4 px, got {self.patch}")
         number("learning_rate", self.learning_rate, low=0, low_open=True)
-        for name in ("upsampled", "stm_fraction"):
+        for name in ("upsampled", "stm_fraction", "real"):
             number(name, getattr(self, name), low=0, high=1, note=" (a fraction)")
         for name in ("sigma", "dose", "stm_spacing"):
             span(name, getattr(self, name))
@@ -90,12 +91,16 @@ def training_batch(
     stm_fraction=0.25,
     upsampled=0.0,
     stm_spacing=(3.3, 5.9),
+    real=0.0,
 ):
     """A batch: normalised images (n, p, p, 1) and one-hot masks (n, p, p, 2).
 
     A fraction ``upsampled`` of the scenes have small atoms (0.7-1.3 px) and
     are upsampled as :func:`atomstat.segment` does, so the network also knows
-    the smooth noise that interpolation makes.
+    the smooth noise that interpolation makes. A fraction ``real`` look like
+    real frames (:func:`atomstat.simulate.real_scene`: contamination, clusters,
+    probe tails, line noise, JPEG, scale bars, weak sublattices, graphene at a
+    few counts per atom).
     """
     x = np.empty((n, patch, patch, 1), np.float32)
     y = np.empty((n, patch, patch, 2), np.float32)
@@ -105,7 +110,13 @@ def training_batch(
             image, mask = _upsampled_scene(rng, patch, mode, dose)
         else:
             sim = random_scene(
-                rng, (patch, patch), mode=mode, sigma=sigma, dose=dose, stm_spacing=stm_spacing
+                rng,
+                (patch, patch),
+                mode=mode,
+                sigma=sigma,
+                dose=dose,
+                stm_spacing=stm_spacing,
+                real=real,
             )
             image, mask = sim.image, sim.mask
         x[i, ..., 0] = normalize(image)
@@ -177,6 +188,7 @@ def train(config: TrainConfig, out: str | Path, *, progress: bool = True):
         upsampled=config.upsampled,
         stm_fraction=config.stm_fraction,
         stm_spacing=tuple(config.stm_spacing),
+        real=config.real,
     )
     pending = pool.submit(draw)
     for step in bar:
