@@ -12,9 +12,10 @@ The unit cell is learned from the atoms themselves, frame by frame:
    joins a bright atom to a faint one. Neither is a translation.
 3. The two shortest independent translations, refined by least squares over
    all translations, are the basis. Each atom's position in the cell is then
-   measured against the nearest atoms of the most populated site (a local
-   origin, so that strain and scan distortion do not add up across the
-   image), and the positions are grouped on the torus of the cell.
+   measured against the nearest atoms of the largest set of atoms joined by
+   translations (a local origin, so that strain and scan distortion do not
+   add up across the image; a grain or domain shifted by a fraction of a cell
+   gets its own), and the positions are grouped on the torus of the cell.
 
 Sites are numbered by their median intensity, 0 the brightest (by count
 where no intensity is measured); atoms that sit on no site (adatoms,
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 SUBLATTICE = "sublattice"
 _K = 12  # neighbour vectors pooled per atom
 _BINS = 40  # histogram of positions in the cell, per cell side
+_MIN_DOMAIN = 30  # atoms in a domain of its own
+_MAX_TOLERANCE = 0.4  # in nn: a hexagon centre of a honeycomb lattice is 1 nn from every site
 
 
 def sublattices(
@@ -57,8 +60,11 @@ def sublattices(
     atoms : pandas.DataFrame
         The atoms table (``frame``, ``x``, ``y``; ``intensity`` where measured).
     tolerance : float
-        Largest distance of an atom from its site, in units of the median
-        nearest-neighbour distance; atoms farther from every site get -1.
+        Smallest tolerance on an atom's distance from its site, in units of
+        the median nearest-neighbour distance; atoms farther from every site
+        get -1. Where the lattice scatters more (noise, scan distortion), the
+        tolerance grows to twice the 90th percentile of the distances of
+        the most connected site's atoms, up to 0.4.
     min_share : float in (0, 1)
         A site needs at least this share of the atoms of the most populated
         site (a weak sublattice that the finder half missed still counts).
@@ -257,23 +263,33 @@ def _assign_frame(xy, level, tolerance, min_share):
     tree = cKDTree(xy)
     nn = float(np.median(tree.query(xy, k=2)[0][:, 1]))
     inv = np.linalg.inv(basis)
-    ref = _reference_component(xy, tree, shifts, 0.25 * nn)
+    cell = float(np.linalg.norm(basis, axis=1).min())
+    ref = _reference_component(xy, tree, shifts, 0.25 * nn, cell)
     local = _local_fraction(xy, inv, ref)
     sites = _site_peaks(local, basis, nn, tolerance, min_share)
     label, dist = _nearest_site(local, sites, basis)
-    label[dist > tolerance * nn] = -1
+    # noisy or distorted lattices scatter about their sites more: the tolerance covers
+    # twice the 90th percentile of the reference atoms' distances, up to 0.4 nn
+    spread = 2 * np.percentile(dist[ref >= 0], 90) if (ref >= 0).sum() >= 8 else 0.0
+    tol = float(np.clip(spread, tolerance * nn, max(tolerance, _MAX_TOLERANCE) * nn))
+    label[dist > tol] = -1
     order = _site_order(label, level, len(sites))
     remap = np.full(len(sites) + 1, -1)
     remap[order] = np.arange(len(order))
     label = remap[label]
     info = _site_info(basis, sites[order], label, level)
-    info.update({"nn": round(nn, 4), "tolerance": round(tolerance * nn, 4)})
+    info.update({"nn": round(nn, 4), "tolerance": round(tol, 4)})
     return label, dist, info
 
 
-def _reference_component(xy, tree, shifts, tol):
-    """The largest set of atoms joined by lattice translations (one site, followed
-    locally however the lattice bends)."""
+def _reference_component(xy, tree, shifts, tol, cell):
+    """Per atom, the id of its domain's reference set, -1 for the others.
+
+    A reference set is a set of atoms joined by lattice translations (one site,
+    followed locally however the lattice bends): the largest, and every other
+    large one lying apart from those already taken (a grain or a domain shifted
+    by a fraction of a cell), not one interleaved with them (another sublattice).
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -287,7 +303,17 @@ def _reference_component(xy, tree, shifts, tol):
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
     _, comp = connected_components(graph, directed=False)
-    return comp == np.bincount(comp).argmax()
+    sizes = np.bincount(comp)
+    order = np.argsort(-sizes)
+    out = np.where(comp == order[0], order[0], -1)
+    for c in order[1:]:
+        if sizes[c] < max(_MIN_DOMAIN, 0.05 * n):
+            break
+        mine = comp == c
+        gap, _ = cKDTree(xy[out >= 0]).query(xy[mine])
+        if np.median(gap) > 1.5 * cell:
+            out[mine] = c
+    return out
 
 
 def _wrap(frac):
@@ -349,16 +375,24 @@ def _nearest_site(frac, sites, basis):
     return label, px[np.arange(len(frac)), label]
 
 
-def _local_fraction(xy, inv, is_ref, k=4):
-    """Position in the cell relative to the k nearest atoms of the reference site."""
-    ref = xy[is_ref]
-    if len(ref) < k + 1:
+def _local_fraction(xy, inv, ref, k=4):
+    """Position in the cell relative to the k nearest atoms of the reference set of the
+    closest domain."""
+    if (ref >= 0).sum() < k + 1:
         return _wrap(xy @ inv)
-    _, idx = cKDTree(ref).query(xy, k=k)
-    rel = _wrap((xy[:, None, :] - ref[idx]) @ inv)
-    angle = 2 * np.pi * rel
-    mean = np.arctan2(np.sin(angle).mean(axis=1), np.cos(angle).mean(axis=1))
-    return _wrap(mean / (2 * np.pi))
+    _, near = cKDTree(xy[ref >= 0]).query(xy)
+    domain = ref[ref >= 0][near]
+    out = np.empty((len(xy), 2))
+    for c in np.unique(domain):
+        refs = xy[ref == c]
+        mine = domain == c
+        _, idx = cKDTree(refs).query(xy[mine], k=min(k, len(refs)))
+        idx = idx.reshape(mine.sum(), -1)
+        rel = _wrap((xy[mine][:, None, :] - refs[idx]) @ inv)
+        angle = 2 * np.pi * rel
+        mean = np.arctan2(np.sin(angle).mean(axis=1), np.cos(angle).mean(axis=1))
+        out[mine] = _wrap(mean / (2 * np.pi))
+    return out
 
 
 def _site_order(label, level, n_sites):
