@@ -53,7 +53,8 @@ class CollabPanel:
         self.keeper = widgets.HTML(_KEEP_NAME)
         self.message = widgets.HTML()
         self.message.add_class("atomstat-store-message")
-        self.history = widgets.HTML(layout={"max_height": "120px", "overflow": "auto"})
+        self.history = widgets.HTML(layout={"height": "auto", "max_height": "140px",
+                                            "overflow": "auto"})  # fmt: skip
         self.history.add_class("atomstat-history")
         self.user.observe(self._named, "value")
         state.observe(lambda c: self._show_message(c.new), "store_message")
@@ -85,4 +86,8 @@ class CollabPanel:
             f"{row.at:%H:%M:%S} <b>{html.escape(str(row.user))}</b>: {html.escape(str(row.text))}"
             for row in actions.itertuples()
         ]
-        self.history.value = "<small>" + "<br>".join(lines) + "</small>"
+        self.history.value = (
+            "<div style='line-height:1.35;white-space:normal;overflow-wrap:anywhere'><small>"
+            + "<br>".join(lines)
+            + "</small></div>"
+        )
