@@ -49,6 +49,7 @@ VACANCY_Z = 3.0
 _SCALE_STEP = 1.35  # ratio between successive blob scales
 _LEVEL_Z = 2.0  # a feature's smoothed contrast to the background, in robust sd
 _ROUNDNESS = 0.3  # smaller over larger curvature (Hessian eigenvalues) of a feature
+_MERGE = 1.5  # a weaker feature within this many widths of a stronger one is the same
 
 
 def find_defects(
@@ -138,7 +139,7 @@ def find_defects(
         if how in ("lattice", "both"):
             tables.append(_lattice_defects(mine, img, f, z or VACANCY_Z, anomalies, atoms))
         if how in ("blobs", "both"):
-            lo, hi = scales or _default_scales(mine, img.shape, _nm_per_px(attrs))
+            lo, hi = scales or _default_scales(mine, img, _nm_per_px(attrs))
             blobs = find_blobs(img, z=z or BLOB_Z, scales=(lo, hi))
             tables.append(blobs.assign(frame=f))
     out = _concat(tables)
@@ -281,14 +282,14 @@ def _suppress(blobs):
     size = blobs["size"].to_numpy()
     keep = np.ones(len(blobs), bool)
     tree = cKDTree(xy)
-    reach = 1.5 * size.max()
+    reach = _MERGE * size.max()
     for i in range(len(blobs)):
         if not keep[i]:
             continue
         near = np.array(tree.query_ball_point(xy[i], reach), int)
         near = near[near > i]
         gap = np.hypot(*(xy[near] - xy[i]).T)
-        keep[near[gap < 1.5 * np.maximum(size[near], size[i])]] = False
+        keep[near[gap < _MERGE * np.maximum(size[near], size[i])]] = False
     return make_defects({c: blobs[c].to_numpy()[keep] for c in blobs.columns})
 
 
@@ -315,18 +316,24 @@ def _nm_per_px(attrs):
     return float(size) * factor
 
 
-def _default_scales(atoms, shape, nm_per_px=None):
+def _default_scales(atoms, image, nm_per_px=None):
     """:data:`FEATURE_NM` where the calibration is known; else from 0.8 lattice spacings
-    (1.5 px without a lattice) to a twelfth of the frame."""
+    (the atoms' lattice, else the image's Fourier peaks; 1.5 px where neither shows one)
+    to a twelfth of the frame."""
+    shape = image.shape
     if nm_per_px is not None:
         lo, hi = FEATURE_NM[0] / nm_per_px, FEATURE_NM[1] / nm_per_px
         return max(1.0, lo), max(1.0, lo, min(hi, min(shape) / 4))
-    lo = 1.5
+    spacing = np.nan
     if atoms is not None and len(atoms) and SUBLATTICE in atoms:
-        on_site = (atoms[SUBLATTICE] >= 0).mean()
-        spacing = _spacing(atoms)
-        if on_site >= 0.5 and np.isfinite(spacing):
-            lo = max(lo, 0.8 * spacing)
+        if (atoms[SUBLATTICE] >= 0).mean() >= 0.5:
+            spacing = _spacing(atoms)
+    if not np.isfinite(spacing):
+        from .scale import lattice_period
+
+        found = lattice_period(image)
+        spacing = found.period if found is not None else np.nan
+    lo = max(1.5, 0.8 * spacing) if np.isfinite(spacing) else 1.5
     return lo, max(lo, min(shape) / 12)
 
 
