@@ -161,6 +161,11 @@ def test_undo_takes_back_only_ones_own_labels(data_dir):
     ana.redo()
     ben.collab.sync()
     assert ben.labels.ids("dopant") == [1, 2]
+    ben.select(IdsRule((2,)))
+    ben.label_selection("vacancy")  # over one of ana's: the page tells her
+    ana.collab.sync()
+    assert ana.labels.label_of(2) == "vacancy"
+    assert "Overwritten: ben changed atom 2 from 'dopant' (yours) to 'vacancy'" in ana.store_message
 
 
 def test_a_change_reaches_the_other_kernel_within_two_seconds(data_dir):
