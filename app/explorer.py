@@ -253,6 +253,8 @@ class Explorer:
             return
         colors = label_colors(self.state.labels.labels(rows.index), self.state.labels.classes,
                               UNLABELLED)  # fmt: skip
+        if all(c == UNLABELLED for c in colors):
+            colors = []  # one colour for all: no list of N strings to send and restyle
         with self.points.hold_sync():
             self.points.x = rows[self.x.value].to_numpy(float)
             self.points.y = rows[self.y.value].to_numpy(float)
@@ -281,14 +283,15 @@ class Explorer:
             f"<b>{n} selected</b> of {total} {noun}{frames} &mdash; "
             f"{html.escape(state.selection.describe())}"
         )
-        rows = state.selected_rows()
+        shown = state.table.loc[state.selected[:TABLE_ROWS]] if n else None
+        rows = state.labels.apply(shown) if n else pd.DataFrame()
         if not len(rows):
             self.table.value = ""
             return
         wanted = ("frame", "particle", "x", "y", self.x.value, self.y.value, "intensity", "label")
         columns = [c for c in wanted if c in rows]
         shown = rows[list(dict.fromkeys(columns))].head(TABLE_ROWS)
-        more = f"<i>... and {len(rows) - TABLE_ROWS} more</i>" if len(rows) > TABLE_ROWS else ""
+        more = f"<i>... and {n - TABLE_ROWS} more</i>" if n > TABLE_ROWS else ""
         self.table.value = _html_table(shown) + more
 
 

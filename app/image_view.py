@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+from dataclasses import replace
 
 import bqplot as bq
 import ipywidgets as widgets
@@ -183,8 +184,25 @@ class ImageView:
         self.draw_image()
 
     def layers(self) -> Layers:
-        """What the atom layer shows now: positions, colours, selection, map, toggles."""
-        state, rows = self.state, self.frame_rows()
+        """What the atom layer shows now: positions, colours, selection, map, toggles.
+
+        Everything but the selection is kept between calls while the table,
+        frame, labels and toggles stay: a brush or a zoom reuses it.
+        """
+        state = self.state
+        key = (id(state.table), state.frame, state.aligned, state.labels_version,
+               id(state.prob), state.threshold, state.dumbbell_mode,
+               *(box.value for box in (*self.show.values(), self.defects)))  # fmt: skip
+        cached = getattr(self, "_base", None)
+        if cached is None or cached[0] != key:
+            rows = self.frame_rows()
+            # the table and map themselves are held, so that their ids stay theirs
+            cached = self._base = (key, rows, self._base_layers(rows), state.table, state.prob)
+        _, rows, base, *_ = cached
+        return replace(base, selected=rows.index.isin(state.selected))
+
+    def _base_layers(self, rows) -> Layers:
+        state = self.state
         labels = state.labels
         colors = [UNLABELLED] * len(rows)
         if self.show["labels"].value and len(rows):
@@ -194,7 +212,7 @@ class ImageView:
             prob = self._image(state.prob)
         return Layers(
             rows["x"].to_numpy(float), rows["y"].to_numpy(float), hex_rgb(colors),
-            rows.index.isin(state.selected), prob=prob, threshold=state.threshold,
+            np.zeros(len(rows), bool), prob=prob, threshold=state.threshold,
             contours=self.show["contours"].value, centres=self.show["centres"].value,
             defects=self._defects(),
         )  # fmt: skip

@@ -30,7 +30,8 @@ class LevelCache:
         self.prob, self.image, self.attrs = prob, image, dict(attrs)
         self.key = key  # what the tables belong to (the state's whole stored map)
         self._tables: dict[float, object] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._working: float | None = None  # the level the thread computes now
         self._stop = threading.Event()
         order = sorted(levels, key=lambda v: (abs(v - start), v))
         self._thread = threading.Thread(
@@ -55,18 +56,24 @@ class LevelCache:
             with self._lock:
                 if level in self._tables:
                     continue
+                self._working = level
+            table = None
             try:
                 table = self._compute(level)
             except Exception:  # the level is computed again, in the foreground, when asked
                 log.debug("level %s failed in the background", level, exc_info=True)
-                continue
             with self._lock:
-                self._tables.setdefault(level, table)
+                if table is not None:
+                    self._tables.setdefault(level, table)
+                self._working = None
+                self._lock.notify_all()
 
     def get(self, level: float):
         """The atoms table at ``level`` (a copy of the cached one, or computed now)."""
         key = round(float(level), 2)
         with self._lock:
+            if self._working == key:  # being computed in the thread: wait, not twice the work
+                self._lock.wait_for(lambda: self._working != key, timeout=60)
             table = self._tables.get(key) if abs(key - level) < 1e-9 else None
         if table is None:
             table = self._compute(level)

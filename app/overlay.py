@@ -100,10 +100,19 @@ class Layers:
     contours: bool = True
     centres: bool = True
     defects: tuple = (np.zeros(0), np.zeros(0))
+    tree: object = None  # KD-tree of the centres; kept by dataclasses.replace
+    reach: float | None = None  # how far from a centre a contour pixel may be its own
 
     def __post_init__(self):
         self.x, self.y = np.asarray(self.x, float), np.asarray(self.y, float)
-        self._tree = cKDTree(np.column_stack([self.x, self.y])) if len(self.x) else None
+        if self.tree is None and len(self.x):
+            self.tree = cKDTree(np.column_stack([self.x, self.y]))
+        if self.reach is None:
+            self.reach = 3.0 * max(1.0, float(np.median(_spacing(self))))
+
+    @property
+    def _tree(self):
+        return self.tree
 
 
 def _disc(radius: float, inner: float = -1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -144,8 +153,9 @@ def _contours(rgba, view: View, layers: Layers) -> None:
     r, c = np.nonzero(edge)
     if not len(r) or layers._tree is None:
         return
-    reach = 3.0 * max(1.0, float(np.median(_spacing(layers))))
-    dist, owner = layers._tree.query(np.column_stack([xs[c], ys[r]]), distance_upper_bound=reach)
+    dist, owner = layers.tree.query(
+        np.column_stack([xs[c], ys[r]]), distance_upper_bound=layers.reach
+    )
     found = np.isfinite(dist)
     color = np.full((len(r), 3), 200, np.uint8)
     color[found] = layers.colors[owner[found]]
@@ -154,10 +164,10 @@ def _contours(rgba, view: View, layers: Layers) -> None:
 
 
 def _spacing(layers: Layers) -> np.ndarray:
-    if len(layers.x) < 2:
+    if len(layers.x) < 2 or layers.tree is None:
         return np.array([5.0])
     sample = np.column_stack([layers.x, layers.y])[:: max(1, len(layers.x) // 200)]
-    dist, _ = layers._tree.query(sample, k=2)
+    dist, _ = layers.tree.query(sample, k=2)
     return dist[:, 1] / 2
 
 
@@ -171,9 +181,10 @@ def render_overlay(view: View, layers: Layers) -> np.ndarray:
     near &= (layers.y > view.y0 - margin) & (layers.y < view.y1 + margin)
     cols, rows = view.to_screen(layers.x[near], layers.y[near])
     if layers.centres:
-        size = 1.6 if near.sum() < 3000 else 1.0  # level of detail: small dots when crowded
-        _stamp(rgba, rows, cols, _disc(size + 1), (0, 0, 0), 200)
-        _stamp(rgba, rows, cols, _disc(size), layers.colors[near])
+        crowded = near.sum() > 3000  # level of detail: small dots, no outline, when crowded
+        if not crowded:
+            _stamp(rgba, rows, cols, _disc(2.6), (0, 0, 0), 200)
+        _stamp(rgba, rows, cols, _disc(1.0 if crowded else 1.6), layers.colors[near])
     chosen = layers.selected[near]
     _stamp(rgba, rows[chosen], cols[chosen], _disc(6.5, 4.6), RING)
     dx, dy = layers.defects

@@ -17,7 +17,7 @@ from atomstat.outliers import ANOMALY_METHODS, CLUSTER_METHODS
 __all__ = ["DataPanel", "DetectionPanel", "ExportPanel", "LabelPanel"]
 
 _WIDE = widgets.Layout(width="295px")  # the left column is 340 px: the readouts stay in it
-_HALF = widgets.Layout(width="150px")
+_HALF = widgets.Layout(width="160px")
 
 
 class DataPanel:
