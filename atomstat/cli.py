@@ -109,6 +109,8 @@ def _analyze(args) -> int:
             except ValueError as exc:  # e.g. a descriptor column that does not exist
                 log.error("no anomalies for %s: %s", name, exc)
                 failed.append(name)
+        if args.defects:
+            _write_defects(out / f"{stem}_defects.csv", signal, atoms, name)
         write_csv(atoms, out / f"{stem}_atoms.csv")
         first = atoms[atoms["frame"] == 0]
         save_overlay(
@@ -190,6 +192,19 @@ def _watch(args) -> int:
         written = watcher.written
     log.info("%d frame(s) written to %s", written, out)
     return 0
+
+
+def _write_defects(path, signal, atoms, name):
+    """find_defects on the atoms and the data, written as CSV (a failure is logged)."""
+    from .defects import find_defects
+
+    try:
+        defects = find_defects(atoms, signal)
+    except ValueError as exc:
+        log.error("no defects for %s: %s", name, exc)
+        return
+    defects.to_csv(path)
+    log.info("%s: %d defects %s", name, len(defects), defects["kind"].value_counts().to_dict())
 
 
 def _write_anomalies(out, stem, image, atoms, args, *, source):
@@ -401,7 +416,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument(
         "--anomalies",
-        choices=("ocsvm", "iforest", "lof"),
+        choices=("zscore", "ocsvm", "iforest", "lof"),
         default=None,
         help="also flag anomalous atoms with this method and write <name>_annotated.png "
         "and <name>_session.json; the table gets anomaly, anomaly_score and label columns",
@@ -410,7 +425,13 @@ def _parser() -> argparse.ArgumentParser:
         "--anomaly-columns",
         default=None,
         metavar="COLS",
-        help="comma-separated descriptors for --anomalies (default: area,circularity,intensity)",
+        help="comma-separated descriptors for --anomalies (default: intensity,area)",
+    )
+    a.add_argument(
+        "--defects",
+        action="store_true",
+        help="also write <name>_defects.csv: vacancies, adatoms and anomalous atoms, or the "
+        "bright and dark features of STM and unresolved images (atomstat.find_defects)",
     )
     cluster = a.add_mutually_exclusive_group()
     cluster.add_argument(

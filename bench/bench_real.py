@@ -17,9 +17,10 @@ Per image it prints:
   columns per cell that the technique shows);
 - the sublattices found (atoms per site, each site's median intensity
   relative to the brightest);
-- for Si[110]: the spread (standard deviation, pm) of the spacings between
-  the same column of neighbouring dumbbells along the two lattice directions,
-  from ``find_dumbbells`` and from ``analyze`` + ``pair_dumbbells``;
+- for Si[110]: the spread (standard deviation, pm) of the column spacings
+  (``atomstat.spacings.spacing_spread``: separation along / across the
+  dumbbell axis, same-type neighbours along the two lattice vectors), from
+  ``find_dumbbells`` and from ``analyze`` + ``pair_dumbbells``;
 - defects: for the WSe2 boxes, recall (boxes holding a defect) and
   precision (defects inside some box, over all defects: a lower bound, the
   boxes are incomplete); for graphite, recall and precision against the
@@ -49,7 +50,6 @@ import pandas as pd
 from common import header, loadavg, quiet, table
 
 import atomstat
-from atomstat.sublattices import fit_lattice
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_real")
@@ -240,27 +240,16 @@ def mark_scores(defects, marks=GRAPHITE_MARKS, radius=GRAPHITE_RADIUS):
 
 
 def dumbbell_spread(dumbbells, nm_per_px):
-    """Spread (sd, pm) of the spacings between the upper columns of neighbouring dumbbells,
-    along each of the two lattice directions; NaN where there are too few."""
-    from scipy.spatial import cKDTree
+    """Spread (sd, pm) of the column spacings (:func:`atomstat.spacings.spacing_spread`):
+    separation along / across the dumbbell axis, then same-type neighbours along v1 / v2."""
+    from atomstat.spacings import spacing_spread
 
-    inner = dumbbells[~dumbbells["edge"]] if "edge" in dumbbells else dumbbells
-    xy = inner[["x", "y"]].to_numpy(float)  # centres; the columns follow from angle and sep
-    angle = np.deg2rad(inner["angle"].to_numpy(float))
-    half = inner["separation"].to_numpy(float)[:, None] / 2
-    upper = xy + half * np.stack([np.cos(angle), -np.sin(angle)], 1)
-    lattice = fit_lattice(upper)
-    if lattice is None:
-        return np.nan, np.nan
-    basis, _ = lattice
-    tree = cKDTree(upper)
-    out = []
-    for t in basis:
-        d, j = tree.query(upper + t, distance_upper_bound=0.25 * np.linalg.norm(t))
-        ok = np.isfinite(d)
-        lengths = np.linalg.norm(upper[j[ok]] - upper[ok], axis=1)
-        out.append(float(np.std(lengths) * nm_per_px * 1000) if ok.sum() > 5 else np.nan)
-    return tuple(out)
+    try:
+        spread = spacing_spread(dumbbells, pixel_size=nm_per_px * 1000)
+    except ValueError as exc:
+        log.warning("no spacing spread: %s", exc)
+        return (np.nan,) * 4
+    return tuple(float(v) for v in spread["std_units"])
 
 
 def f1(recall, precision):

@@ -181,3 +181,26 @@ def test_public_names():
 
     assert atomstat.find_defects is find_defects
     assert atomstat.sublattices.__name__ == "sublattices"
+
+
+def test_cli_defects_writes_the_defects_table(tmp_path, threshold_model):
+    from atomstat.cli import main
+    from atomstat.simulate import Defects, Stem, simulate_lattice
+
+    sim = simulate_lattice(
+        "hexagonal", shape=(160, 160), spacing=16, sigma=2.2, rotation=10,
+        defects=Defects(vacancies=0.0, dopants=0.0), imaging=Stem(dose=300), rng=7,
+    )  # fmt: skip
+    image = sim.image.copy()
+    image[70:90, 70:90] = np.median(image)  # one lattice site emptied
+    model = tmp_path / "threshold.keras"
+    threshold_model.save(model)
+    np.save(tmp_path / "lattice.npy", image)
+    out = tmp_path / "out"
+    args = ["analyze", str(tmp_path / "lattice.npy"), "--out", str(out), "--model", str(model)]
+    assert main([*args, "--defects"]) == 0
+    table = pd.read_csv(out / "lattice_defects.csv")
+    assert list(table.columns) == ["defect_id", *DEFECT_COLUMNS]
+    vac = table[table.kind == "vacancy"]
+    inside = vac.x.between(68, 92) & vac.y.between(68, 92)
+    assert inside.sum() >= 1
