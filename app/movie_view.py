@@ -164,9 +164,14 @@ class MovieView:
         state = self.state
         particles = state.selected_particles()
         table = state.table
-        if not particles:
-            for lines in (self.angle_lines, self.series_lines):
+        empty = not particles
+        for lines, span in ((self.angle_lines, (0.0, 180.0)), (self.series_lines, (0.0, 1.0))):
+            scale = lines.scales["y"]  # empty: a plain range, not ticks of a padded [0, 1]
+            with scale.hold_sync():
+                scale.min, scale.max = span if empty else (None, None)
+            if empty:
                 lines.x, lines.y = [], []
+        if empty:
             return
         colors = state.particle_colors(particles)
         rows = table[table["particle"].isin(particles)]
