@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class Workbench:
         self._interval = interval
         self._poller: Poller | None = None
         self._store_obj: LabelStore | None = None
+        self._file_at: float | None = None  # when the file's current analysis was recorded
 
     # ------------------------------------------------------------------ keys
     @property
@@ -188,8 +190,8 @@ class Workbench:
         store = self._store()
         try:
             if store is not None:
-                store.set_file(self.content_key, path=self._relative(), params=params,
-                               user=state.user)  # fmt: skip
+                self._file_at = store.set_file(self.content_key, path=self._relative(),
+                                               params=params, user=state.user)  # fmt: skip
         except StoreUnavailable as exc:
             log.warning("analysis settings not recorded: %s", exc)
 
@@ -199,6 +201,7 @@ class Workbench:
         record = None if store is None else store.file(self.content_key)
         if record is None:
             return False
+        self._file_at = record["at"]
         params = record["params"]
         state = self.state
         _take(state, params)
@@ -298,16 +301,54 @@ class Workbench:
 
     def _due(self) -> bool:
         shared = self.shared
-        return shared is not None and shared.changed_elsewhere()
+        return shared is not None and (
+            shared.changed_elsewhere() or self._file_record() is not None
+        )
+
+    def _file_record(self) -> dict | None:
+        """The file's record if someone recorded another analysis since ours (thread-safe)."""
+        store, key = self._store_obj, self.content_key
+        if store is None or key is None:
+            return None
+        try:
+            record = store.file(key)
+        except (StoreUnavailable, sqlite3.Error):
+            return None
+        return record if record is not None and record["at"] != self._file_at else None
 
     def sync(self) -> bool:
-        """Take the others' changes (and retry a failed save); True if the labels changed."""
+        """Take the others' changes (and retry a failed save); True if anything changed.
+
+        When another visitor re-analysed the file (another threshold, model or
+        preprocessing), their table is shown first, from the cache, so that
+        the labels, which they moved to its atoms, land on the same atoms.
+        """
         shared = self.shared
         if shared is None:
             return False
+        followed = self._follow()
         changed = shared.poll()
         self._report()
-        return changed
+        return followed or changed
+
+    def _follow(self) -> bool:
+        record = self._file_record()
+        if record is None:
+            return False
+        self._file_at = record["at"]
+        state = self.state
+        if record["user"] == state.user:
+            return False
+        before = {"model": state.model, **self.settings()}
+        _take(state, record["params"])
+        if {"model": state.model, **self.settings()} == before and state.table is not None:
+            return False
+        found = self.cached()
+        if found is None or found[0] is None:
+            _take(state, before)  # their analysis is not cached here: keep ours
+            return False
+        text = f"{record['user']} changed the analysis (threshold {state.threshold:.2f})"
+        return state.show_analysis(*found, text=text)
 
     def set_user(self, name: str) -> None:
         if self.shared is not None and name.strip():

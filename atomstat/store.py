@@ -322,15 +322,17 @@ class LabelStore:
         ).fetchone()
         return None if row is None else row[0]
 
-    def set_file(self, file_key: str, *, path: str | None, params: Mapping, user: str) -> None:
-        """Remember a file's path and analysis settings (the last writer's)."""
+    def set_file(self, file_key: str, *, path: str | None, params: Mapping, user: str) -> float:
+        """Remember a file's path and analysis settings (the last writer's); returns when."""
+        at = time.time()
         with self._write("write to") as db:
             db.execute(
                 "INSERT INTO files (file_key, path, params, user, at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (file_key) DO UPDATE SET path=excluded.path,"
                 " params=excluded.params, user=excluded.user, at=excluded.at",
-                (file_key, path, json.dumps(dict(params)), user, time.time()),
+                (file_key, path, json.dumps(dict(params)), user, at),
             )
+        return at
 
     # ---------------------------------------------------------------- reading
     def file(self, file_key: str) -> dict | None:

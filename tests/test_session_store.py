@@ -168,6 +168,21 @@ def test_undo_takes_back_only_ones_own_labels(data_dir):
     assert "Overwritten: ben changed atom 2 from 'dopant' (yours) to 'vacancy'" in ana.store_message
 
 
+def test_a_new_threshold_is_followed_by_the_other_kernel_with_its_labels(data_dir):
+    ana = _analysed(data_dir, "ana")
+    ben = AppState(data_dir, user="ben")
+    assert ben.open_file("lattice.npy")
+    target = int(ana.table.index[10])
+    ana.select(IdsRule((target,)))
+    ana.label_selection("odd")
+    ana.set_threshold(0.3)  # other atoms (ids); her label moves to the same atom
+    assert ben.collab.sync()
+    assert ben.threshold == 0.3 and "ana changed the analysis" in ben.status
+    pd.testing.assert_frame_equal(ben.table, ana.table)
+    assert ben.labels == ana.labels and len(ben.labels.ids("odd")) == 1
+    assert ben.collab.sync() is False  # nothing new since
+
+
 def test_a_change_reaches_the_other_kernel_within_two_seconds(data_dir):
     ana = _analysed(data_dir, "ana")
     ben = AppState(data_dir, user="ben")
