@@ -64,12 +64,13 @@ def write_frames(root, source, path, settings: Settings, start, stop, sigma, met
     ``atomstat.defects`` is installed); return the number of atoms."""
     from dataclasses import replace
 
-    from .distributed import ChunkError
+    from .distributed import ChunkError, reading_here
 
     try:
-        run = replace(prepared_run(path, settings), sigma=sigma)
-        atoms = analyze_frames(run, start, stop, anomalies=settings.anomalies)
-        defects = find_defects(atoms, run.frames, start, stop)
+        with reading_here():
+            run = replace(prepared_run(path, settings), sigma=sigma)
+            atoms = analyze_frames(run, start, stop, anomalies=settings.anomalies)
+            defects = find_defects(atoms, run.frames, start, stop)
     except Exception as exc:
         raise ChunkError(f"{path} frames {start}-{stop - 1}: {type(exc).__name__}: {exc}") from exc
     Dataset(root).write_chunk(source, start, stop, atoms, defects=defects, meta=meta)

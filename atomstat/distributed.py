@@ -177,6 +177,15 @@ def register_models(client, settings: Settings, *, imaging=("stem", "stm")) -> N
 
 
 # --------------------------------------------------------------------------- tasks
+def reading_here():
+    """Inside a task, read lazy frames in the task's own thread. Without it, dask would hand
+    the read of a lazy (memory-mapped) file back to the cluster: the whole file would be
+    pickled and sent to the scheduler (measured: 4x slower, 1.5 GB more per worker)."""
+    import dask
+
+    return dask.config.set(scheduler="synchronous")
+
+
 @functools.lru_cache(maxsize=8)
 def _opened(path: str, stamp, channel=None, direction=None):
     """The file, loaded lazily, once per worker and version of the file."""
@@ -245,7 +254,8 @@ def plan(path, settings: Settings) -> dict:
     """Task: open ``path`` and set up its analysis; return its frame count, frame shape,
     whether it is one image, and the table's ``attrs`` (with the atom width ``sigma``)."""
     try:
-        run = prepared_run(path, settings)
+        with reading_here():
+            run = prepared_run(path, settings)
     except Exception as exc:
         raise ChunkError(f"{path}: cannot set up the analysis: {exc}") from exc
     shape = tuple(int(n) for n in run.frames.shape[1:])
@@ -255,8 +265,9 @@ def plan(path, settings: Settings) -> dict:
 def file_frames(path, settings: Settings, start: int, stop: int, sigma: float) -> pd.DataFrame:
     """Task: the atoms of frames ``start`` to ``stop - 1`` of the file ``path``."""
     try:
-        run = replace(prepared_run(path, settings), sigma=sigma)
-        return analyze_frames(run, start, stop, anomalies=settings.anomalies)
+        with reading_here():
+            run = replace(prepared_run(path, settings), sigma=sigma)
+            return analyze_frames(run, start, stop, anomalies=settings.anomalies)
     except Exception as exc:
         raise ChunkError(f"{path} frames {start}-{stop - 1}: {type(exc).__name__}: {exc}") from exc
 
@@ -264,9 +275,10 @@ def file_frames(path, settings: Settings, start: int, stop: int, sigma: float) -
 def file_tile(path, settings: Settings, sigma: float, window, core) -> pd.DataFrame:
     """Task: the atoms whose centre lies in the ``core`` of one tile of a huge frame."""
     try:
-        run = replace(prepared_run(path, settings), sigma=sigma)
-        pixels = np.asarray(run.frames[0][window], np.float32)
-        return tile_atoms(run, pixels, (window[0].start, window[1].start), core, settings)
+        with reading_here():
+            run = replace(prepared_run(path, settings), sigma=sigma)
+            pixels = np.asarray(run.frames[0][window], np.float32)
+            return tile_atoms(run, pixels, (window[0].start, window[1].start), core, settings)
     except Exception as exc:
         raise ChunkError(f"{path} tile {core}: {type(exc).__name__}: {exc}") from exc
 

@@ -79,6 +79,7 @@ class Watcher:
         self._seen: dict = {}  # path -> (size, mtime_ns, time that state was first seen)
         self._runs: dict = {}  # stack path -> (frame count, prepared Run)
         self._dirty: set = set()
+        self._lock = threading.Lock()  # the observer's thread adds to _dirty
         self._wake = threading.Event()
         self.written = 0  # frames written by this watcher
 
@@ -93,7 +94,7 @@ class Watcher:
             last_scan = 0.0
             while not stop.is_set():
                 if time.monotonic() - last_scan >= self.rescan:
-                    self._dirty.update(self._candidates())
+                    self._mark(self._candidates())
                     last_scan = time.monotonic()
                 waiting = self.step()
                 if once and not waiting:
@@ -109,7 +110,8 @@ class Watcher:
     def step(self) -> bool:
         """Look at every path that changed; analyse what is ready. True while some path is
         still being written (to look again soon)."""
-        dirty, self._dirty = self._dirty, set()
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
         waiting = set()
         for path in sorted(dirty):
             try:
@@ -117,8 +119,12 @@ class Watcher:
                     waiting.add(path)
             except OSError as exc:  # gone, or unreadable: look again when it changes
                 log.debug("%s: %s", path, exc)
-        self._dirty |= waiting
+        self._mark(waiting)
         return bool(waiting)
+
+    def _mark(self, paths) -> None:
+        with self._lock:
+            self._dirty.update(paths)
 
     def _observe(self):
         from watchdog.events import FileSystemEventHandler
@@ -129,9 +135,11 @@ class Watcher:
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event):
+                if event.event_type in ("opened", "closed_no_write"):
+                    return  # reads, the watcher's own among them
                 for name in (event.src_path, getattr(event, "dest_path", "")):
                     if name:
-                        watcher._dirty.update(watcher._sources_of(Path(name)))
+                        watcher._mark(watcher._sources_of(Path(name)))
                 watcher._wake.set()
 
         observer = PollingObserver(timeout=1.0) if self.polling else Observer()

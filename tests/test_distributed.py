@@ -182,6 +182,22 @@ def test_tiles_of_a_huge_frame_find_the_same_atoms(client):
     assert np.mean(dist < 0.05) > 0.97
 
 
+def test_the_command_line_runs_a_batch_on_the_cluster(client, movie, reference, tmp_path, caplog):
+    from atomstat.cli import main
+
+    folder, _ = movie
+    address = client.scheduler.address
+    args = ["analyze", str(folder / "movie.npy"), "--out", str(tmp_path), "--material", "Si"]
+    with caplog.at_level("INFO", logger="atomstat"):
+        assert main([*args, "--scheduler", address]) == 0
+    assert_same_rows(read_atoms(tmp_path, folder / "movie.npy"), reference[0])
+    assert any("1 file(s) analysed (6 frames)" in r.message for r in caplog.records)
+    (tmp_path / "bad.npy").write_bytes(b"no image")
+    bad = ["analyze", str(tmp_path / "bad.npy"), "--out", str(tmp_path), "--dataset"]
+    assert main(bad) == 1  # in this process; the failure is named and the exit code says so
+    assert any("FAILED" in r.message and "bad.npy" in r.message for r in caplog.records)
+
+
 def test_bad_arguments_are_named():
     class Model:
         pass
