@@ -5,7 +5,8 @@ The unit cell is learned from the atoms themselves, frame by frame:
 1. Neighbour vectors (to the 12 closest atoms) are pooled and grouped; each
    group's median is a candidate translation.
 2. A candidate is a lattice translation when most atoms have a partner at
-   that vector *and* the partners are as bright as the atoms themselves. The
+   that vector (three quarters of the share of the best candidate) *and*
+   the partners are as bright as the atoms themselves. The
    vector from a Mo column to an S2 column of MoS2 is present for every Mo
    atom but not for the S2 atoms (the reverse vector is another one); the
    vector from an A to a B column of a perovskite is present for both, but
@@ -43,6 +44,9 @@ SUBLATTICE = "sublattice"
 _K = 12  # neighbour vectors pooled per atom
 _BINS = 40  # histogram of positions in the cell, per cell side
 _MIN_DOMAIN = 30  # atoms in a domain of its own
+#: A translation is shared by at least this share of the atoms that the best one joins: an
+#: A-B vector of a honeycomb joins half of them (only the A atoms), a translation all.
+_PRESENCE = 0.75
 _MAX_TOLERANCE = 0.4  # in nn: a hexagon centre of a honeycomb lattice is 1 nn from every site
 
 
@@ -220,7 +224,7 @@ def _translations(xy, tree, candidates, nn, level):
             diff = level[j[hit]] - level[hit]
             spread.append(np.nanmedian(np.abs(diff - np.nanmedian(diff))) + abs(np.nanmedian(diff)))
     presence, spread = np.array(presence), np.array(spread)
-    keep = presence >= 0.6 * presence.max()
+    keep = presence >= _PRESENCE * presence.max()
     if level is not None and np.isfinite(spread[keep]).any():
         base = np.nanmin(spread[keep])
         keep &= ~(spread > 1.6 * base + 0.02)
