@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, optimize
 
-__all__ = ["Lattice", "Scale", "estimate_scale", "estimate_sigma", "lattice_period"]
+__all__ = [
+    "Lattice",
+    "Scale",
+    "clip_bright",
+    "estimate_scale",
+    "estimate_sigma",
+    "lattice_period",
+]
 
 _MAX_SIDE = 512  # enough periods for spacings up to about 60 px
 _FFT_SIDE = 1024  # the lattice period is read on at most this centre crop
@@ -104,7 +111,8 @@ class Scale:
 def estimate_scale(image: np.ndarray) -> Scale:
     """Atom width (px) for an image, checked against the lattice period.
 
-    The blob estimate is used when a lattice confirms it (period / width within
+    Both are read after :func:`clip_bright`, so that a bright patch does not set
+    them. The blob estimate is used when a lattice confirms it (period / width within
     :data:`RATIO_RANGE`), and kept with a warning when it is narrower than the
     lattice suggests (the lattice read may be a superstructure). When it is NaN,
     wider than the lattice allows (clusters, contamination) or below
@@ -130,6 +138,7 @@ def estimate_scale(image: np.ndarray) -> Scale:
     >>> 2.5 < scale.sigma < 3.5, round(scale.period), scale.warnings
     (True, 20, [])
     """
+    image = clip_bright(image)
     blob = estimate_sigma(image)
     lattice = lattice_period(image)
     if lattice is None:
@@ -160,6 +169,39 @@ def estimate_scale(image: np.ndarray) -> Scale:
 
 
 _HINT = "If the atoms look wrong, pass the atom width in px as sigma= (--sigma in the CLI)."
+
+
+def clip_bright(image: np.ndarray, *, tiles: int = 8) -> np.ndarray:
+    """The image with what is far brighter than its typical region clipped.
+
+    The image is cut into ``tiles`` x ``tiles`` regions; the median of their 1st
+    and 99th percentiles gives the typical background and atom level, and values
+    more than twice that range above the background are clipped. A bright patch
+    covering less than half of the regions (contamination, a cluster, a scale bar)
+    then neither sets the blob width nor swamps the lattice's Fourier peaks.
+
+    Examples
+    --------
+    >>> img = np.tile([0.0, 1.0], (64, 32)); img[:16, :16] = 50.0
+    >>> float(clip_bright(img).max())
+    2.0
+    """
+    img = np.asarray(image, dtype=np.float64)
+    h, w = img.shape
+    ny, nx = max(1, min(tiles, h // 16)), max(1, min(tiles, w // 16))
+    rows = np.array_split(np.arange(h), ny)
+    cols = np.array_split(np.arange(w), nx)
+    levels = np.array(
+        [
+            np.percentile(img[r[0] : r[-1] + 1, c[0] : c[-1] + 1], [1, 99])
+            for r in rows
+            for c in cols
+        ]
+    )
+    lo, hi = np.median(levels, axis=0)
+    if not hi > lo:
+        return img
+    return np.minimum(img, lo + 2 * (hi - lo))
 
 
 def _without_lattice(blob):

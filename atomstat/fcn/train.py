@@ -236,5 +236,12 @@ def _init_record(init):
     """The training record of the checkpoint a run started from (None for a fresh start)."""
     if not init:
         return None
-    record = Path(str(init).replace(".ckpt.keras", ".train.json"))
-    return json.loads(record.read_text()) if record.is_file() else {"checkpoint": str(init)}
+    init = str(init)
+    if init.endswith(".ckpt.keras"):  # a training checkpoint: its run's record
+        record = Path(init[: -len(".ckpt.keras")] + ".train.json")
+    else:  # a deployable model, e.g. a shipped one: its card's record
+        record = Path(init[: -len(".keras")] + ".json" if init.endswith(".keras") else init)
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):  # no record, or not one (not JSON)
+        return {"checkpoint": init}
