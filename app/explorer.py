@@ -112,11 +112,14 @@ class Explorer:
         self.state, self.errors = state, errors
         self.sx, self.sy = bq.LinearScale(), bq.LinearScale()
         scales = {"x": self.sx, "y": self.sy}
-        self.points = bq.Scatter(x=[], y=[], scales=scales, default_size=14, colors=[UNLABELLED])
-        self.marked = bq.Scatter(
-            x=[], y=[], scales=scales, default_size=40, fill=False, stroke_width=2,
-            colors=["black"],
+        # The selection is the scatter's own ``selected`` style: restyling the points in the
+        # browser is much cheaper than drawing a second mark with one element per selected row.
+        self.points = bq.Scatter(
+            x=[], y=[], scales=scales, default_size=14, colors=[UNLABELLED],
+            selected_style={"stroke": "black", "stroke-width": "2.5", "opacity": "1"},
+            unselected_style={"opacity": "0.45"},
         )  # fmt: skip
+        self._restyling = False  # our own update of points.selected, not a lasso
         self.brush = bq.interacts.BrushSelector(
             x_scale=self.sx, y_scale=self.sy, marks=[self.points], color="red"
         )
@@ -130,7 +133,7 @@ class Explorer:
             bq.Axis(tick_format=".3~g", scale=self.sy, orientation="vertical", num_ticks=5),
         ]
         self.figure = bq.Figure(
-            marks=[self.points, self.marked], axes=self.axes, interaction=self.brush,
+            marks=[self.points], axes=self.axes, interaction=self.brush,
             fig_margin={"top": 10, "bottom": 35, "left": 55, "right": 10},
             layout=widgets.Layout(width="510px", height="360px"),
         )  # fmt: skip
@@ -193,7 +196,7 @@ class Explorer:
 
     def _lassoed(self, change) -> None:
         """The lasso closed: the points inside it become an ids rule on the state."""
-        if self.tool.value != "lasso" or change.new is None:
+        if self.tool.value != "lasso" or change.new is None or self._restyling:
             return
         rows = self.rows()
         index = np.asarray(change.new, int)
@@ -265,11 +268,13 @@ class Explorer:
     def draw_selection(self) -> None:
         """Ring the selected points, recount the histograms, list the selected rows."""
         rows = self.rows()
-        chosen = rows[rows.index.isin(self.state.selected)] if len(rows) else rows
         if self.x.value in rows:
-            with self.marked.hold_sync():
-                self.marked.x = chosen[self.x.value].to_numpy(float)
-                self.marked.y = chosen[self.y.value].to_numpy(float)
+            picked = np.flatnonzero(rows.index.isin(self.state.selected)) if len(rows) else []
+            self._restyling = True
+            try:
+                self.points.selected = picked if len(picked) else None
+            finally:
+                self._restyling = False
         for hist in self.histograms:
             hist.draw()
         self._draw_table()

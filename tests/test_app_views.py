@@ -235,6 +235,7 @@ def test_brush_on_scatter_lights_up_the_image_and_the_table(page):
     expected = table[(table.area >= low) & table.circularity.between(0, 1)]
     assert set(page.state.selected) == set(expected.index)
     assert _rings(page.image) == set(expected.index)  # the linked image view
+    assert set(table.index[explorer.points.selected]) == set(expected.index)  # styled points
     assert f"{len(expected)} selected" in explorer.count.value
     assert len(re.findall("<tr>", explorer.table.value)) == min(len(expected), 12) + 1
     hist = explorer.histograms[0]
@@ -263,6 +264,7 @@ def test_modes_lasso_and_interval_brush(page):
     expected = (big - set(table.index[:3])) & set(table.index[table.circularity <= 0.9])
     assert set(page.state.selected) == expected
     assert _rings(page.image) == expected
+    assert set(table.index[explorer.points.selected]) == expected  # not taken for a lasso
     page.labels.undo.click()
     assert set(page.state.selected) == big - set(table.index[:3])
 
