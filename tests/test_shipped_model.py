@@ -76,3 +76,30 @@ def test_shipped_model_finds_simulated_atoms(kind, spacing, sigma, dose):
     f1, rmse = _f1(found[((found > 4) & (found < 252)).all(axis=1)], truth[keep])
     assert f1 > 0.98, f"{kind}: F1 {f1:.3f}"
     assert rmse < 0.25 * sigma, f"{kind}: RMSE {rmse:.3f} px"
+
+
+@pytest.mark.parametrize("brightness, seed", [(10.0, 0), (50.0, 0)])
+def test_lattice_around_bright_contamination_is_found(brightness, seed):
+    """A contamination patch 10-50x brighter than the lattice does not sink the lattice
+    around it (with one global contrast scale, recall there was 0.00-0.04)."""
+    from atomstat.artefacts import Artefacts
+    from atomstat.metrics import match_points
+
+    sim = simulate_lattice(
+        "hexagonal",
+        shape=(256, 256),
+        spacing=16.0,
+        sigma=2.0,
+        defects=Defects(vacancies=0.0, dopants=0.0),
+        imaging=Stem(dose=40.0),
+        artefacts=Artefacts(contamination=1, contamination_brightness=brightness),
+        rng=seed,
+    )
+    atoms = atomstat.analyze(sim.image)
+    xy = sim.atoms[["x", "y"]].to_numpy()
+    yi, xi = np.round(xy[:, 1]).astype(int), np.round(xy[:, 0]).astype(int)
+    around = (sim.overlay[np.clip(yi, 0, 255), np.clip(xi, 0, 255)] < 0.5) & (xy.min(1) > 4)
+    around &= xy.max(1) < 251
+    hits, _, _ = match_points(xy[around], atoms[["x", "y"]].to_numpy(), 2.0)
+    assert around.sum() > 150
+    assert len(hits) / around.sum() >= 0.95
