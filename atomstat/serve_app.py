@@ -9,9 +9,10 @@ works) with these changes:
   got a 403 and the kernel (about 1 GB) stayed until the idle cull
   (voila-dashboards/voila#1458).
 - Kernels that no page has been connected to, or sent its heartbeat (every
-  10 s while it is open), for ``orphan_timeout`` seconds are shut down: a
-  crashed tab, a browser killed, or a GET without a browser leave no
-  websocket and send no beacon.
+  10 s while it is open), for ``orphan_timeout`` seconds are shut down (for
+  ``first_connect_timeout`` seconds if no page ever connected): a crashed
+  tab, a browser killed, or a GET without a browser leave no websocket and
+  send no beacon.
 - Kernel websockets must offer the ``v1.kernel.websocket.jupyter.org``
   subprotocol. With the legacy protocol, Voila's ``write_message`` read a
   binary reply as v1 and looped over a header count of about 2**60: memory
@@ -221,18 +222,23 @@ class GuardedApplication(tornado.web.Application):
 
 
 class OrphanReaper:
-    """Shut down kernels no page has been connected to for ``timeout`` seconds.
+    """Shut down kernels no page is connected to, ``timeout`` seconds after their page left.
 
     The clock of a kernel starts when it is first seen neither connected nor
     busy, and restarts while it is either, and at each heartbeat of its page
     (:class:`AliveHandler`): the first render runs in the kernel (busy), and the
-    page loads its scripts before it connects. A kernel's own messages do not
-    count, since a dashboard may poll or stream without a page.
+    page loads its scripts before it connects. A kernel that has never been
+    connected waits ``first_timeout`` seconds instead: loading the page's
+    scripts can stall its heartbeat (10 pages at once on 2 cores stalled one
+    for over 30 s). A kernel's own messages do not count, since a dashboard may
+    poll or stream without a page.
     """
 
-    def __init__(self, manager, *, timeout: float, interval: float):
+    def __init__(self, manager, *, timeout: float, interval: float, first_timeout: float):
         self.manager, self.timeout, self.interval = manager, timeout, interval
-        self.attended: dict[str, float] = {}  # kernel id -> last time connected or busy
+        self.first_timeout = max(first_timeout, timeout)
+        self.attended: dict[str, float] = {}  # kernel id -> last time connected, busy or alive
+        self.connected: set[str] = set()  # kernels a page has been connected to
 
     def start(self) -> None:
         """Check every ``interval`` seconds on the running IO loop."""
@@ -241,21 +247,26 @@ class OrphanReaper:
     async def reap(self, now: float | None = None) -> list[str]:
         """Shut down the orphaned kernels; return their ids."""
         now, gone = time.monotonic() if now is None else now, []
-        for kernel_id in list(self.manager.list_kernel_ids()):
+        running = set(self.manager.list_kernel_ids())
+        for kernel_id in running:
             try:
                 model = self.manager.kernel_model(kernel_id)
             except (KeyError, tornado.web.HTTPError):
                 continue
+            if model["connections"] > 0:
+                self.connected.add(kernel_id)
             if model["connections"] > 0 or model["execution_state"] == "busy":
                 self.attended[kernel_id] = now
                 continue
             alone = now - self.attended.setdefault(kernel_id, now)
-            if alone > self.timeout:
+            if alone > (self.timeout if kernel_id in self.connected else self.first_timeout):
                 log.info("kernel %s: no page connected for %.0f s, shut down", kernel_id, alone)
                 await ensure_async(self.manager.shutdown_kernel(kernel_id))
                 gone.append(kernel_id)
-        for kernel_id in set(self.attended) - set(self.manager.list_kernel_ids()):
+        running -= set(gone)
+        for kernel_id in set(self.attended) - running:
             del self.attended[kernel_id]
+        self.connected &= running
         return gone
 
 
@@ -269,6 +280,11 @@ class AtomstatVoila(Voila):
         help="Shut down kernels with no page connected for this long, in s (0: never).",
     )
     orphan_interval = Integer(5, config=True, help="Look for orphaned kernels every N s.")
+    first_connect_timeout = Integer(
+        120,
+        config=True,
+        help="Like orphan_timeout, for kernels no page has connected to yet, in s.",
+    )
     allowed_hosts = List(
         Unicode(), config=True, help="Host names served besides IP addresses and localhost."
     )
@@ -307,7 +323,8 @@ class AtomstatVoila(Voila):
         self.app.add_handlers(".*$", self.init_handlers())
         if self.orphan_timeout > 0:
             reaper = OrphanReaper(self.kernel_manager, timeout=self.orphan_timeout,
-                                  interval=self.orphan_interval)  # fmt: skip
+                                  interval=self.orphan_interval,
+                                  first_timeout=self.first_connect_timeout)  # fmt: skip
             self.app.settings["atomstat_reaper"] = reaper
             reaper.start()
         self.listen()

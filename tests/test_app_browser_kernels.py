@@ -37,6 +37,7 @@ CHROMIUM = os.environ.get("ATOMSTAT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 ORPHAN_TIMEOUT = 30  # the default of atomstat dashboard
+FIRST_CONNECT_TIMEOUT = 40  # 120 by default; shorter here, for the GET without a browser
 UPLOAD_LIMIT_MB = 16  # above Tornado's default frame limit of 10 MiB
 BEACON_SECONDS = 15  # a beacon frees the kernel long before the orphan timeout
 
@@ -62,6 +63,7 @@ def server(tmp_path_factory):
     port, log = _free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
     data = tmp_path_factory.mktemp("data")
     command = dashboard_command(NOTEBOOK, port=port, orphan_timeout=ORPHAN_TIMEOUT)
+    command.append(f"--AtomstatVoila.first_connect_timeout={FIRST_CONNECT_TIMEOUT}")
     env = {**os.environ, "ATOMSTAT_DATA_DIR": str(data),
            "ATOMSTAT_UPLOAD_LIMIT_MB": str(UPLOAD_LIMIT_MB)}  # fmt: skip
     with log.open("w") as sink:
@@ -227,6 +229,48 @@ def test_kernels_of_closed_and_reloaded_tabs_are_freed(server, capsys):
     assert _kernels(url) == {"kernels": 0, "connected": 0}  # an idle server holds none
     text = log.read_text()
     assert "403 POST /voila/api/shutdown" not in text
-    assert timings["crash"] > ORPHAN_TIMEOUT - 5 and timings["get"] > ORPHAN_TIMEOUT - 5
+    assert timings["crash"] > ORPHAN_TIMEOUT - 10  # the clock starts at the last heartbeat
+    assert timings["get"] > FIRST_CONNECT_TIMEOUT - 5
     with capsys.disabled():
         print("\nseconds until the kernel was gone:", {k: round(v, 1) for k, v in timings.items()})
+
+
+class _Manager:
+    """A kernel manager with kernels in given states, for the reaper."""
+
+    def __init__(self, **kernels):
+        self.models = {k: {"connections": c, "execution_state": s} for k, (c, s) in kernels.items()}
+        self.stopped = []
+
+    def list_kernel_ids(self):
+        return list(self.models)
+
+    def kernel_model(self, kernel_id):
+        return self.models[kernel_id]
+
+    async def shutdown_kernel(self, kernel_id):
+        self.stopped.append(kernel_id)
+        del self.models[kernel_id]
+
+
+def test_orphan_reaper_rules():
+    import asyncio
+
+    from atomstat.serve_app import OrphanReaper
+
+    manager = _Manager(tab=(1, "idle"), render=(0, "busy"), crawler=(0, "idle"))
+    reaper = OrphanReaper(manager, timeout=30, interval=5, first_timeout=120)
+
+    def at(t):
+        return asyncio.run(reaper.reap(now=t))
+
+    assert at(0) == []
+    manager.models["tab"]["connections"] = 0  # the tab closed without a beacon
+    manager.models["render"]["execution_state"] = "idle"  # the render ended; no page yet
+    assert at(20) == []
+    reaper.attended["render"] = 100  # its page's heartbeat
+    assert at(31) == ["tab"]  # 31 s after it was last seen connected
+    assert at(119) == []
+    assert at(121) == ["crawler"]  # never connected: 120 s
+    assert at(219) == [] and at(221) == ["render"]
+    assert manager.stopped == ["tab", "crawler", "render"] and reaper.attended == {}
