@@ -216,7 +216,9 @@ def test_split_is_on_for_stm_only_by_default():
 @pytest.mark.parametrize(("kind", "seed"), [("hexagonal", 0), ("square", 1)])
 def test_split_finds_the_atoms_of_a_dense_stm_lattice(kind, seed):
     """Atoms 3.5 widths apart, blunted by a tip change: neighbours share blobs,
-    and splitting them recovers atoms (F1 measured against the truth)."""
+    and splitting them recovers atoms (F1 measured against the truth). Without
+    ``split`` the blobs that plainly hold two atoms are split too (F1 0.89-0.92 ->
+    0.95-0.97 here), so ``split=True`` adds less than it did."""
     from atomstat.metrics import detection_scores
     from atomstat.simulate import Stm
 
@@ -235,8 +237,7 @@ def test_split_finds_the_atoms_of_a_dense_stm_lattice(kind, seed):
         f1[split] = detection_scores(
             sim.atoms[["x", "y"]], atoms[["x", "y"]], shape=sim.image.shape, margin=3
         )["f1"]
-    assert f1[True] > f1[False] + 0.02
-    assert f1[True] > 0.9
+    assert f1[True] >= f1[False] > 0.94
 
 
 @pytest.mark.parametrize(
