@@ -242,7 +242,7 @@ class AppState(traitlets.HasTraits):
             return False
         self.busy, self.progress = True, 0.0
         self.status = f"Finding atoms in {self.n_frames} frame(s)..."
-        start = time.perf_counter()
+        start, frames = time.perf_counter(), self.frames
         try:
             data, split = self._analysis_input()
             cached = self.collab.cached()
@@ -259,6 +259,9 @@ class AppState(traitlets.HasTraits):
             return False
         finally:
             self.busy = False
+        if self.frames is not frames:  # another file was opened meanwhile (a background run)
+            log.info("analysis of a file no longer open dropped")
+            return False
         atoms.attrs.update({"pixel_size": self.pixel_size, "units": self.units})
         atoms.attrs["source"] = None if self.source.startswith("example:") else self.source
         self.prob = prob if prob.ndim == 3 else prob[None]

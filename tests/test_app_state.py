@@ -240,3 +240,19 @@ def test_calibration_is_refused_unless_positive_and_finite(state):
     assert state.set_calibration("0.0093", "nm")
     assert (state.pixel_size, state.units) == (0.0093, "nm")
     assert state.atoms.attrs["units"] == "nm" and "pixel size 0.0093 nm" in state.status
+
+
+def test_an_analysis_finished_after_another_file_opened_is_dropped(data_dir, lattice):
+    np.save(data_dir / "other.npy", np.random.default_rng(3).random((48, 48)))
+    state = AppState(data_dir, model="threshold.keras")
+    assert state.open_file("lattice.npy")
+    real = state._analysis_input
+
+    def open_meanwhile():  # the user opens a file while the background analysis runs
+        found = real()
+        state.open_file("other.npy")
+        return found
+
+    state._analysis_input = open_meanwhile
+    assert not state.detect()
+    assert state.name == "other.npy" and state.table is None and not state.busy
