@@ -67,7 +67,7 @@ GRAPHITE_MARKS = {
     "unsure": [(465, 880), (50, 1170), (1395, 925)],
 }  # fmt: skip
 GRAPHITE_RADIUS = 60.0
-LOG_BASELINE_Z = (3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+LOG_BASELINE_Z = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # of the scale-normalised LoG of the z image
 
 
 @dataclass
@@ -109,10 +109,25 @@ def items(data: Path) -> list[Item]:
             2,
             2 / 256,
         ),
+        # [110]: a cell of a x a / sqrt(2) holding a Sr, a TiO and (seen in ABF) an O column
         Item(
-            "SrTiO3 ADF", "SrTiO3_ADF.hspy", "stem", 0.3905 / np.sqrt(2), 0.3905**2, 2, 0.00932627
+            "SrTiO3 ADF",
+            "SrTiO3_ADF.hspy",
+            "stem",
+            0.3905 / 2,
+            0.3905**2 / np.sqrt(2),
+            2,
+            0.00932627,
         ),
-        Item("SrTiO3 ABF", "SrTiO3_ABF.hspy", "stem", 0.3905 / 2, 0.3905**2, 3, 0.00932627),
+        Item(
+            "SrTiO3 ABF",
+            "SrTiO3_ABF.hspy",
+            "stem",
+            0.3905 / 2,
+            0.3905**2 / np.sqrt(2),
+            3,
+            0.00932627,
+        ),
         Item(
             "Si[110] HAADF",
             "Si110_dumbbells_HAADF_5nm.png",
@@ -193,20 +208,25 @@ def log_atoms(image, nn_px):
 
 def log_defects(image, scales, zs=LOG_BASELINE_Z):
     """The baseline: skimage blob_log on the robustly z-scored image, both polarities;
-    one table per threshold in ``zs``."""
+    one table per threshold in ``zs`` (one scale space, each blob's own response
+    compared with every threshold, as blob_log compares it)."""
+    from scipy import ndimage
     from skimage.feature import blob_log
 
     med = np.median(image)
     z = (image - med) / (1.4826 * np.median(np.abs(image - med)) + 1e-12)
-    out = {}
-    for t in zs:
-        rows = []
-        for sign in (1, -1):
-            blobs = blob_log(np.clip(sign * z, 0, None), min_sigma=scales[0],
-                             max_sigma=scales[1], num_sigma=8, threshold=t)  # fmt: skip
-            rows += [(b[1], b[0]) for b in blobs]
-        out[t] = pd.DataFrame(rows, columns=["x", "y"])
-    return out
+    rows = []
+    for sign in (1, -1):
+        img = np.clip(sign * z, 0, None)
+        blobs = blob_log(img, min_sigma=scales[0], max_sigma=scales[1], num_sigma=8,
+                         threshold=min(zs))  # fmt: skip
+        for s in np.unique(blobs[:, 2]) if len(blobs) else []:
+            response = -(s**2) * ndimage.gaussian_laplace(img, s)
+            mine = blobs[blobs[:, 2] == s].astype(int)
+            for (y, x, _), value in zip(mine, response[mine[:, 0], mine[:, 1]], strict=True):
+                rows.append((float(x), float(y), float(value)))
+    found = pd.DataFrame(rows, columns=["x", "y", "response"])
+    return {t: found[found["response"] >= t] for t in zs}
 
 
 # --------------------------------------------------------------------------- measures
@@ -304,8 +324,14 @@ def expected_counts(image, item, sub):
     if item.cell_nm2 is not None:
         if item.nm_per_px:
             cell_px = item.cell_nm2 / item.nm_per_px**2
-        else:
-            cell_px = abs(np.linalg.det(info["basis"])) if info.get("basis") else np.nan
+        elif info.get("basis") is not None:
+            cell_px = abs(np.linalg.det(info["basis"]))
+        else:  # no calibration and no lattice among the atoms: the image's Fourier peaks
+            from atomstat.scale import lattice_period
+
+            found = lattice_period(image)
+            cell_px = found.cell_area if found is not None else np.nan
+            nn_px = found.period * 2 / np.sqrt(3) if found is not None else nn_px
         if np.isfinite(cell_px):
             out["expected"] = int(round(image.size / cell_px * item.columns))
     if np.isfinite(nn_px):
@@ -425,12 +451,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, default=ROOT.parent / "shared/data/real")
     parser.add_argument("--out", type=Path, default=None, help="folder for the overlays")
-    parser.add_argument("--only", default=None, help="run the images whose name has this text")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="run only the images whose name holds one of these comma-separated texts",
+    )
     args = parser.parse_args()
     quiet()
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-    todo = [i for i in items(args.data) if args.only is None or args.only in i.name]
+    wanted = None if args.only is None else args.only.split(",")
+    todo = [i for i in items(args.data) if wanted is None or any(w in i.name for w in wanted)]
     print(f"{len(todo)} real images from {args.data}; {loadavg()}")
     rows, extras = [], []
     for item in todo:
