@@ -157,8 +157,9 @@ class Workbench:
 
     def _model(self) -> str:
         state = self.state
-        model = None if state.model in ("", "universal") else inside(state.data_dir, state.model)
-        return model_key(model)
+        if state.model in ("", "universal", "stm"):  # the shipped models, by name
+            return model_key(state.model or None)
+        return model_key(inside(state.data_dir, state.model))
 
     def cached(self):
         """``(atoms, prob)`` cached for the open file at the current settings, or None.

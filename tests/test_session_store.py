@@ -203,3 +203,19 @@ def test_a_change_reaches_the_other_kernel_within_two_seconds(data_dir):
         poller_bench.close()
     assert ben.labels.ids("adatom") == [3, 4, 5] and seconds < 2.0
     print(f"change seen by the other kernel after {seconds:.3f} s (poll every 0.25 s)")
+
+
+def test_a_calibration_set_by_hand_is_kept_for_the_next_visitor(data_dir):
+    ana = _analysed(data_dir, "ana")
+    assert ana.set_calibration(0.0125, "nm")
+    ben = AppState(data_dir, user="ben")
+    assert ben.open_file("lattice.npy")
+    assert (ben.pixel_size, ben.units) == (0.0125, "nm")
+
+
+def test_the_shipped_stm_model_is_keyed_by_name_not_as_a_file(tmp_path):
+    from atomstat.cache import model_key
+
+    state = AppState(tmp_path, model="stm")
+    assert state.collab._model() == model_key("stm")
+    assert model_key("stm").startswith("stm-")
