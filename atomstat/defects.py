@@ -268,7 +268,13 @@ def _peaks(best, size, z, kind):
     from skimage.feature import peak_local_max
 
     found = peak_local_max(best, min_distance=2, threshold_abs=z, exclude_border=False)
-    return [(float(c), float(r), float(best[r, c]), float(size[r, c]), kind) for r, c in found]
+    # a peak on the outermost 2 px is the mirror image of a ramp into the border (the
+    # filters reflect the image there), not a feature
+    h, w = best.shape
+    inside = (found[:, 0] >= 2) & (found[:, 0] < h - 2) & (found[:, 1] >= 2) & (found[:, 1] < w - 2)
+    return [
+        (float(c), float(r), float(best[r, c]), float(size[r, c]), kind) for r, c in found[inside]
+    ]
 
 
 def _suppress(blobs):
