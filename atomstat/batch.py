@@ -70,7 +70,7 @@ def write_frames(root, source, path, settings: Settings, start, stop, sigma, met
         with reading_here():
             run = replace(prepared_run(path, settings), sigma=sigma)
             atoms = analyze_frames(run, start, stop, anomalies=settings.anomalies)
-            defects = find_defects(atoms, run.frames, start, stop)
+            defects = find_defects(atoms, run.frames, start, stop) if settings.defects else None
     except Exception as exc:
         raise ChunkError(f"{path} frames {start}-{stop - 1}: {type(exc).__name__}: {exc}") from exc
     Dataset(root).write_chunk(source, start, stop, atoms, defects=defects, meta=meta)

@@ -58,6 +58,7 @@ class Settings:
     preprocess: str | None = None
     split: bool | None = None
     anomalies: str | None = None  # a find_anomalies method, applied frame by frame
+    defects: bool = True  # run atomstat.find_defects (where it exists) on each frame of a batch
     channel: str | None = None
     direction: str | None = None
 

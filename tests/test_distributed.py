@@ -5,6 +5,7 @@ the single-process :func:`atomstat.analyze` row for row; a worker killed in the
 middle of a batch, a failing chunk and an interrupted batch are survived.
 """
 
+import importlib.util
 import os
 import signal
 import threading
@@ -104,6 +105,10 @@ def test_a_rerun_skips_what_is_written(movie, reference, tmp_path):
     assert first.frames == 6 and first.written == [str(path)]
     again = analyze_files([path], tmp_path, frames_per_task=2)
     assert again.frames == 0 and again.skipped == [str(path)]
+    has_finder = importlib.util.find_spec("atomstat.defects") is not None
+    assert bool(list((tmp_path / "defects").glob("*/*.parquet"))) == has_finder
+    plain = analyze_files([path], tmp_path / "plain", frames_per_task=3, defects=False)
+    assert plain.frames == 6 and not list((tmp_path / "plain" / "defects").glob("*/*"))
     # an interrupted batch: one partition never written, the file not marked complete
     ds, sid = Dataset(tmp_path), source_id(path)
     (tmp_path / "atoms" / sid / "frames-000002-000003.parquet").unlink()
@@ -169,7 +174,6 @@ def test_a_worker_killed_mid_batch_is_survived(client, tmp_path):
         range(6)
     )
     assert_same_rows(read_atoms(tmp_path / "ds", tmp_path / "long.npy"), reference)
-    client.wait_for_workers(2, timeout=300)
 
 
 def test_tiles_of_a_huge_frame_find_the_same_atoms(client):
