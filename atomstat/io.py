@@ -36,10 +36,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import dask.array as da
 import h5py
 import hyperspy.api as hs
 import numpy as np
@@ -285,7 +285,18 @@ def _read_numpy(path: Path, lazy: bool):
         data = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
     except Exception as exc:
         raise _unreadable(path, exc) from exc
-    return da.from_array(data, chunks=_frame_chunks(data.ndim)) if lazy else data
+    if not lazy:
+        return data
+    import dask.array as da
+
+    return da.from_array(data, chunks=_frame_chunks(data.ndim))
+
+
+def _is_dask(data) -> bool:
+    """True if ``data`` is a dask array; dask is not imported for the test (a dask
+    array cannot exist before dask is imported)."""
+    dask_array = sys.modules.get("dask.array")
+    return dask_array is not None and isinstance(data, dask_array.Array)
 
 
 def _frame_chunks(ndim: int):
@@ -346,6 +357,8 @@ def _read_plain_hdf5(path: Path, lazy: bool):
         file.close()
         raise
     if lazy:
+        import dask.array as da
+
         return da.from_array(dataset, chunks=_frame_chunks(dataset.ndim)), hints
     with file:
         return dataset[()], hints
@@ -378,7 +391,7 @@ def _array_signal(data, path: Path):
     if data.ndim in (3, 4) and data.shape[-1] in (3, 4) and data.dtype.kind in "biuf":
         data = _luminance(data[..., 0], data[..., 1], data[..., 2])
     signal = hs.signals.BaseSignal(data)
-    return signal.as_lazy() if isinstance(data, da.Array) else signal
+    return signal.as_lazy() if _is_dask(data) else signal
 
 
 def _check_dtype(dtype: np.dtype, path: Path) -> None:
@@ -488,7 +501,7 @@ def _fill_block(block: np.ndarray, path: str) -> np.ndarray:
 def _fill_nonfinite(signal, path: Path) -> None:
     """Replace NaN/inf pixels by the median of the finite pixels of their frame."""
     data = signal.data
-    if isinstance(data, da.Array):
+    if _is_dask(data):
         whole_frames = {data.ndim - 2: -1, data.ndim - 1: -1, **({0: 16} if data.ndim == 3 else {})}
         signal.data = data.rechunk(whole_frames).map_blocks(
             _fill_block, path=str(path), dtype=np.float32
