@@ -21,6 +21,7 @@ from app.image_view import ImageView
 from app.movie_view import MovieView
 from app.panels import DataPanel, DetectionPanel, ExportPanel, LabelPanel
 from app.report import report
+from app.runs_panel import RunsPanel
 from app.state import AppState
 
 __all__ = ["DEFAULT_EXAMPLE", "Page", "build_page"]
@@ -121,6 +122,7 @@ class Page:
     exports: ExportPanel
     errors: widgets.Output
     collab: CollabPanel | None = None
+    runs: RunsPanel | None = None
 
 
 def build_page(
@@ -169,6 +171,7 @@ def make_page(state: AppState | None = None, *, data_dir=None, example: str | No
     labels = LabelPanel(state, errors)
     collab = CollabPanel(state, errors)
     exports = ExportPanel(state, errors)
+    runs = RunsPanel(state, errors)
     tabs = widgets.Tab([data.widget, detection.widget, exports.widget])
     for i, title in enumerate(("Data", "Detection", "Export")):
         tabs.set_title(i, title)
@@ -187,7 +190,7 @@ def make_page(state: AppState | None = None, *, data_dir=None, example: str | No
     main = widgets.Box([left, image.widget, explorer.widget])
     main.add_class("atomstat-main")
     widget = widgets.VBox([widgets.HBox([head, help_panel()]), status, main, movie.widget,
-                           errors])  # fmt: skip
+                           runs.widget, errors])  # fmt: skip
     widget.add_class("atomstat-page")
     ensure_tooltips(widget)
     # Over the image and the scatter only: ipyevents takes every key while the mouse is
@@ -198,6 +201,7 @@ def make_page(state: AppState | None = None, *, data_dir=None, example: str | No
         )
     page = Page(widget, state, image, explorer, movie, data, detection, labels, exports, errors)
     page.collab = collab
+    page.runs = runs
     chosen = example if example is not None else os.environ.get("ATOMSTAT_EXAMPLE", DEFAULT_EXAMPLE)
     if chosen and chosen in example_catalogue():
         data.examples.value = chosen
