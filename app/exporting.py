@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import atomstat
+from app.data import writable_folder
 from app.state import AppState
 
 __all__ = ["FIGURE_FORMATS", "TABLE_FORMATS", "download_link", "export"]
@@ -28,9 +29,8 @@ def _stem(state: AppState) -> str:
 
 
 def _folder(state: AppState) -> Path:
-    folder = Path(state.data_dir) / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """``DATA_DIR/exports``; a PathError (a ValueError) that says why if it cannot be written."""
+    return writable_folder(state.data_dir, "exports")
 
 
 def export(state: AppState, what: str, fmt: str | None = None) -> Path:

@@ -357,7 +357,7 @@ class ExportPanel:
         with report(self.state, self.errors):
             try:
                 path = export(self.state, what, fmt)
-            except ValueError as exc:
+            except (ValueError, OSError) as exc:  # bad format, read-only or full folder
                 self.state.status = f"Export failed: {exc}"
                 return
             self.links.value = download_link(path)

@@ -332,6 +332,14 @@ def test_export_figure_table_session(page, tmp_path):
     assert atomstat.load_session(tmp_path / "exports" / "lattice_session.json").labels.ids("odd")
 
 
+def test_an_export_to_a_folder_that_cannot_be_written_says_why(page, tmp_path):
+    (tmp_path / "exports").write_text("a file where the folder should be")
+    page.exports.figure.click()
+    status = page.state.status
+    assert status.startswith("Export failed: cannot write to") and "exports" in status
+    assert page.state.table is not None and page.exports.links.value == ""
+
+
 def test_upload_limit_and_bad_file_in_the_page(page, tmp_path):
     page.data.limit = 1000
     page.data.upload.value = _upload("big.npy", b"x" * 2000)
