@@ -27,13 +27,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from atomstat.simulate import simulate_lattice  # noqa: E402
+from bench._serving import free_port, start  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -105,30 +102,15 @@ async ([quiet, timeout, selector, text, differs]) => {
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve(data_dir: Path, log):
     """Start Voila on the dashboard; return the process and its URL once it serves."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "voila", str(ROOT / "app" / "dashboard.ipynb"),
                "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
                "--MappingKernelManager.cull_idle_timeout=600",
                "--MappingKernelManager.cull_interval=60"]  # fmt: skip
     env = {**os.environ, "ATOMSTAT_DATA_DIR": str(data_dir), "ATOMSTAT_EXAMPLE": ""}
-    server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(480):
-        try:
-            urllib.request.urlopen(url + "voila/static/voila.js", timeout=2)
-            return server, url
-        except OSError:
-            time.sleep(0.25)
-    server.terminate()
-    raise RuntimeError("voila did not start")
+    return start(command, port, env, log, seconds=120)
 
 
 def make_images(data_dir: Path, sizes) -> dict[int, int]:

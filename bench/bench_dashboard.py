@@ -22,13 +22,10 @@ Run: ``.venv/bin/python bench/bench_dashboard.py`` (about 3 minutes).
 from __future__ import annotations
 
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +37,7 @@ from app.page import make_page  # noqa: E402
 from app.selection import IdsRule  # noqa: E402
 from atomstat.maps import relocate  # noqa: E402
 from atomstat.simulate import simulate_lattice  # noqa: E402
+from bench._serving import free_port, start  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -88,14 +86,8 @@ def kernel_side(side: int, spacing: float) -> dict:
             "brush": brushing, "selected": n_selected, "label": labelling}  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _serve(data_dir: str, cull: tuple[int, int] | None, log):
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "voila", str(ROOT / "app" / "dashboard.ipynb"),
                "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"]  # fmt: skip
     if cull:
@@ -103,16 +95,7 @@ def _serve(data_dir: str, cull: tuple[int, int] | None, log):
                     f"--MappingKernelManager.cull_interval={cull[1]}",
                     "--MappingKernelManager.cull_connected=True"]  # fmt: skip
     env = {**os.environ, "ATOMSTAT_DATA_DIR": data_dir}
-    server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(url + "voila/static/voila.js", timeout=2)
-            return server, url
-        except OSError:
-            time.sleep(0.25)
-    server.terminate()
-    raise RuntimeError("voila did not start")
+    return start(command, port, env, log, seconds=60)
 
 
 def _kernels(server) -> int:

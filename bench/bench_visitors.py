@@ -25,8 +25,6 @@ import argparse
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from atomstat.serve import dashboard_command  # noqa: E402
+from bench._serving import free_port, start  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -49,21 +48,10 @@ MB = 2**20
 
 
 def _serve(folder: Path, log):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     command = dashboard_command(ROOT / "app" / "dashboard.ipynb", port=port)
     env = {**os.environ, "ATOMSTAT_DATA_DIR": str(folder)}
-    server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url + "voila/static/voila.js", timeout=2)
-            return server, url
-        except OSError:
-            time.sleep(0.25)
-    server.terminate()
-    raise RuntimeError("the server did not start")
+    return start(command, port, env, log, seconds=150)
 
 
 def _count(url: str) -> dict:
