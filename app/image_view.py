@@ -25,7 +25,7 @@ import pandas as pd
 from ipyevents import Event
 
 import atomstat
-from app.overlay import Layers, hex_rgb, png, render_overlay, view_of
+from app.overlay import Layers, draw_marks, hex_rgb, png, render_base, view_of
 from app.render import COLORMAPS, UNLABELLED, auto_limits, display_png, label_colors
 from app.state import AppState
 from atomstat.plot.labels import nice_length
@@ -229,7 +229,12 @@ class ImageView:
         return found["x"].to_numpy(float), found["y"].to_numpy(float)
 
     def draw_atoms(self) -> None:
-        """The atom layer for the visible part of the image."""
+        """The atom layer for the visible part of the image.
+
+        Contours and centres (the base) are kept for the view and the atoms
+        they were drawn for: a brush or a click only redraws the rings on a
+        copy of them.
+        """
         frames = self.state.frames
         if frames is None:
             return
@@ -237,7 +242,12 @@ class ImageView:
         view = view_of((self.sx.min, self.sx.max), (self.sy.min, self.sy.max), frames.shape[1:],
                        pixels=max(self.plot_px, 64))  # fmt: skip
         self.last_layers, self.last_view = layers, view
-        rgba = render_overlay(view, layers)
+        key = (id(self._base[2]), view)
+        kept = getattr(self, "_base_rgba", None)
+        if kept is None or kept[0] != key:
+            # the base Layers itself is held in the key's tuple, so that its id stays its own
+            kept = self._base_rgba = (key, render_base(view, layers), self._base[2])
+        rgba = draw_marks(kept[1].copy(), view, layers)
         with self.overlay.hold_sync():
             self.overlay.image = widgets.Image(value=png(rgba), format="png")
             self.overlay.x, self.overlay.y = [view.x0, view.x1], [view.y1, view.y0]

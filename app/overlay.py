@@ -12,14 +12,15 @@ No widgets here.
 
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image as PILImage
 from scipy.spatial import cKDTree
 
-__all__ = ["Layers", "View", "hex_rgb", "render_overlay", "view_of"]
+__all__ = ["Layers", "View", "draw_marks", "hex_rgb", "png", "render_base", "render_overlay",
+           "view_of"]  # fmt: skip
 
 RING = np.array([255, 212, 0], np.uint8)  # the highlight yellow
 DEFECT = np.array([255, 0, 200], np.uint8)
@@ -109,6 +110,9 @@ class Layers:
             self.tree = cKDTree(np.column_stack([self.x, self.y]))
         if self.reach is None:
             self.reach = 3.0 * max(1.0, float(np.median(_spacing(self))))
+        colors = np.asarray(self.colors, np.uint8).reshape(-1, 3)
+        # one colour for all (nothing labelled): no per-atom colour look-ups while drawing
+        self.one_color = colors[0] if len(colors) and (colors == colors[0]).all() else None
 
     @property
     def _tree(self):
@@ -124,18 +128,24 @@ def _disc(radius: float, inner: float = -1.0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _stamp(rgba, rows, cols, offsets, color, alpha=255) -> None:
+    """Paint ``offsets`` around every (row, col): one colour, or one per stamp (N, 3)."""
     if not len(rows):
         return
     dy, dx = offsets
-    r = (rows[:, None] + dy[None, :]).ravel()
-    c = (cols[:, None] + dx[None, :]).ravel()
     h, w = rgba.shape[:2]
+    r = np.asarray(rows)[:, None] + dy[None, :]
+    c = np.asarray(cols)[:, None] + dx[None, :]
     ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    flat = (r * w + c)[ok]
+    pixels = rgba.reshape(-1, 4)
     color = np.asarray(color, np.uint8)
     if color.ndim == 2:  # one colour per stamp
-        color = np.repeat(color, len(dy), axis=0)[ok]
-    rgba[r[ok], c[ok], :3] = color
-    rgba[r[ok], c[ok], 3] = alpha
+        value = np.empty((len(color), 4), np.uint8)
+        value[:, :3], value[:, 3] = color, alpha
+        which = np.broadcast_to(np.arange(len(color))[:, None], ok.shape)[ok]
+        pixels[flat] = value[which]
+    else:
+        pixels[flat] = (*color[:3], alpha)
 
 
 def _contours(rgba, view: View, layers: Layers) -> None:
@@ -153,14 +163,23 @@ def _contours(rgba, view: View, layers: Layers) -> None:
     r, c = np.nonzero(edge)
     if not len(r) or layers._tree is None:
         return
+    pixels = rgba.reshape(-1, 4)
+    flat = r * view.width + c
+    if layers.one_color is not None:  # every atom the same colour: no owner to look up
+        dist = layers.tree.query(np.column_stack([xs[c], ys[r]]),
+                                 distance_upper_bound=layers.reach)[0]  # fmt: skip
+        found = np.isfinite(dist)
+        pixels[flat[found]] = (*layers.one_color, 230)
+        pixels[flat[~found]] = (200, 200, 200, 230)
+        return
     dist, owner = layers.tree.query(
         np.column_stack([xs[c], ys[r]]), distance_upper_bound=layers.reach
     )
     found = np.isfinite(dist)
-    color = np.full((len(r), 3), 200, np.uint8)
-    color[found] = layers.colors[owner[found]]
-    rgba[r, c, :3] = color
-    rgba[r, c, 3] = 230
+    color = np.full((len(r), 4), 200, np.uint8)
+    color[:, 3] = 230
+    color[found, :3] = layers.colors[owner[found]]
+    pixels[flat] = color
 
 
 def _spacing(layers: Layers) -> np.ndarray:
@@ -171,22 +190,41 @@ def _spacing(layers: Layers) -> np.ndarray:
     return dist[:, 1] / 2
 
 
-def render_overlay(view: View, layers: Layers) -> np.ndarray:
-    """The RGBA layer (height, width, 4) of ``view``: contours, centres, rings, defects."""
+def render_base(view: View, layers: Layers) -> np.ndarray:
+    """The part of the layer that a selection leaves as it is: contours and centres.
+
+    A brush only changes the rings: the image view keeps this base for its
+    view and draws :func:`draw_marks` on a copy.
+    """
     rgba = np.zeros((view.height, view.width, 4), np.uint8)
     if layers.contours and layers.prob is not None:
         _contours(rgba, view, layers)
+    if layers.centres:
+        near, rows, cols = _near(view, layers)
+        crowded = near.sum() > 3000  # level of detail: small dots, no outline, when crowded
+        if not crowded:
+            _stamp(rgba, rows, cols, _disc(2.6), (0, 0, 0), 200)
+        color = layers.one_color if layers.one_color is not None else layers.colors[near]
+        _stamp(rgba, rows, cols, _disc(1.0 if crowded else 1.6), color)
+    return rgba
+
+
+def _near(view: View, layers: Layers):
     margin = 10 / view.scale
     near = (layers.x > view.x0 - margin) & (layers.x < view.x1 + margin)
     near &= (layers.y > view.y0 - margin) & (layers.y < view.y1 + margin)
     cols, rows = view.to_screen(layers.x[near], layers.y[near])
-    if layers.centres:
-        crowded = near.sum() > 3000  # level of detail: small dots, no outline, when crowded
-        if not crowded:
-            _stamp(rgba, rows, cols, _disc(2.6), (0, 0, 0), 200)
-        _stamp(rgba, rows, cols, _disc(1.0 if crowded else 1.6), layers.colors[near])
-    chosen = layers.selected[near]
-    _stamp(rgba, rows[chosen], cols[chosen], _disc(6.5, 4.6), RING)
+    return near, rows, cols
+
+
+def draw_marks(rgba: np.ndarray, view: View, layers: Layers) -> np.ndarray:
+    """Draw the rings of the selected atoms and the defect crosses on ``rgba`` (in place)."""
+    chosen = layers.selected & (layers.x > view.x0 - 10 / view.scale)
+    if chosen.any():
+        near = chosen & (layers.x < view.x1 + 10 / view.scale)
+        near &= (layers.y > view.y0 - 10 / view.scale) & (layers.y < view.y1 + 10 / view.scale)
+        cols, rows = view.to_screen(layers.x[near], layers.y[near])
+        _stamp(rgba, rows, cols, _disc(6.5, 4.6), RING)
     dx, dy = layers.defects
     if len(dx):
         c, r = view.to_screen(dx, dy)
@@ -196,8 +234,36 @@ def render_overlay(view: View, layers: Layers) -> np.ndarray:
     return rgba
 
 
-def png(rgba: np.ndarray) -> bytes:
-    """PNG bytes of an RGBA or grey/RGB uint8 array (fast compression)."""
-    buffer = io.BytesIO()
-    PILImage.fromarray(rgba).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+def render_overlay(view: View, layers: Layers) -> np.ndarray:
+    """The RGBA layer (height, width, 4) of ``view``: contours, centres, rings, defects."""
+    return draw_marks(render_base(view, layers), view, layers)
+
+
+def png(pixels: np.ndarray) -> bytes:
+    """PNG bytes of an RGBA, RGB or grey uint8 array, written for speed.
+
+    No row filters and zlib level 1: about 4 times faster than PIL's encoder
+    (which tries a filter per row) on the mostly transparent atom layer, for
+    a PNG of about the same size.
+
+    Examples
+    --------
+    >>> png(np.zeros((2, 3, 4), np.uint8))[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    """
+    pixels = np.ascontiguousarray(pixels, np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    h, w, channels = pixels.shape
+    kind = {1: 0, 3: 2, 4: 6}.get(channels)
+    if kind is None:
+        raise ValueError(f"png needs 1, 3 or 4 channels, got {channels}")
+    raw = np.zeros((h, w * channels + 1), np.uint8)  # filter byte 0 (none) before each row
+    raw[:, 1:] = pixels.reshape(h, -1)
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, kind, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)) + chunk(b"IEND", b""))  # fmt: skip

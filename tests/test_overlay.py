@@ -1,0 +1,77 @@
+"""The atom layer of the image view, pixel by pixel (app.overlay): no widgets, no network."""
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.overlay import (
+    RING,
+    Layers,
+    _disc,
+    draw_marks,
+    hex_rgb,
+    png,
+    render_base,
+    render_overlay,
+    view_of,
+)
+
+
+@pytest.fixture
+def layers():
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(5, 250, 300), rng.uniform(5, 250, 300)
+    yy, xx = np.mgrid[0:256, 0:256]
+    prob = np.zeros((256, 256), np.float32)
+    for cx, cy in zip(x[::3], y[::3], strict=True):
+        prob = np.maximum(prob, np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 8.0))
+    return Layers(x, y, hex_rgb(["#ffffff"] * 300), rng.random(300) < 0.3, prob=prob)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (7, 5, 3), (7, 5, 4)])
+def test_png_decodes_to_the_same_pixels(shape):
+    pixels = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    decoded = np.asarray(Image.open(io.BytesIO(png(pixels))))
+    np.testing.assert_array_equal(decoded, pixels)
+
+
+def test_png_refuses_two_channels():
+    with pytest.raises(ValueError, match="1, 3 or 4 channels"):
+        png(np.zeros((2, 2, 2), np.uint8))
+
+
+def test_rings_are_exactly_the_selected_atoms(layers):
+    view = view_of((-0.5, 255.5), (-0.5, 255.5), (256, 256), pixels=512)
+    rgba = render_overlay(view, layers)
+    ring = (rgba[..., :3] == RING).all(-1)
+    cols, rows = view.to_screen(layers.x, layers.y)
+    dy, dx = _disc(6.5, 4.6)
+    expected = np.zeros_like(ring)
+    for r, c in zip(rows[layers.selected], cols[layers.selected], strict=True):
+        expected[r + dy, c + dx] = True
+    # the rings are drawn last: every pixel of a selected atom's ring is ring yellow
+    assert not (ring & ~expected).any()
+    assert ring.sum() == expected.sum()
+    none = render_overlay(view, replace(layers, selected=np.zeros(300, bool)))
+    assert not (none[..., :3] == RING).all(-1).any()
+
+
+def test_base_and_marks_make_the_whole_layer(layers):
+    view = view_of((20, 180), (30, 190), (256, 256), pixels=300)
+    base = render_base(view, layers)
+    assert not (base[..., :3] == RING).all(-1).any()  # no rings in the base
+    np.testing.assert_array_equal(draw_marks(base.copy(), view, layers),
+                                  render_overlay(view, layers))  # fmt: skip
+
+
+def test_one_colour_shortcut_draws_what_per_atom_colours_draw(layers):
+    view = view_of((-0.5, 255.5), (-0.5, 255.5), (256, 256), pixels=400)
+    fast = render_overlay(view, layers)
+    assert layers.one_color is not None
+    layers.one_color = None  # the per-atom path
+    np.testing.assert_array_equal(render_overlay(view, layers), fast)
+    contour = (fast[..., 3] == 230).sum()
+    assert contour > 100  # contours are drawn
