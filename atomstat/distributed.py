@@ -34,6 +34,7 @@ __all__ = [
     "analyze",
     "connect",
     "local_cluster",
+    "locate_dumbbells",
     "worker_env",
 ]
 
@@ -427,3 +428,104 @@ def _source_path(data):
         if name and Path(name).is_file():
             return Path(name)
     return None
+
+
+# --------------------------------------------------------------------------- dumbbells
+def locate_dumbbells(
+    data, *, client, method="columns", model=None, threshold=None, separation=None,
+    frames_per_task: int = FRAMES_PER_TASK,
+) -> pd.DataFrame:  # fmt: skip
+    """The columns (or merged blobs) of :func:`atomstat.find_dumbbells`, chunks of
+    frames as tasks on the workers of ``client``; the caller pairs them.
+
+    The atom width is estimated here on frame 0 and, for the blob route, the
+    contour level and smoothing are chosen by one task on frame 0, as the
+    single-process path chooses them; every chunk then uses them.
+    """
+    from .dumbbell_finder import first_sigma
+    from .io import load
+    from .pipeline import calibration
+
+    if not isinstance(frames_per_task, int) or frames_per_task < 1:
+        raise ValueError(f"frames_per_task must be an integer >= 1, got {frames_per_task!r}")
+    model = Settings(model=model).model  # a name or a path the workers can read
+    client.register_plugin(ModelLoader([model]))
+    if isinstance(data, str | os.PathLike):
+        data = load(data, lazy=True)
+    path = _source_path(data)
+    frames = as_array(data)
+    frames = frames[None] if np.ndim(frames) == 2 else frames
+    if np.ndim(frames) != 3:
+        raise ValueError(f"find_dumbbells takes an image or a stack, got shape {np.shape(frames)}")
+    source = str(path.resolve()) if path is not None else None
+    with reading_here():
+        sigma = first_sigma(frames)
+    smoothing = None
+    if method == "blob":
+        first = source if source is not None else np.asarray(frames[:1])
+        rule = client.submit(_dumbbell_rule, first, model, sigma, separation, threshold, pure=False)
+        smoothing, threshold, separation = rule.result()
+    params = {"model": model, "method": method, "threshold": threshold, "sigma": sigma,
+              "smoothing": smoothing}  # fmt: skip
+    n = len(frames)
+    spans = [(s, min(s + frames_per_task, n)) for s in range(0, n, frames_per_task)]
+    if source is not None:
+        futures = [
+            client.submit(_dumbbell_frames, source, a, b, params, retries=1, pure=False)
+            for a, b in spans
+        ]
+    else:
+        import dask
+
+        futures = client.compute(
+            [dask.delayed(_dumbbell_frames)(frames[a:b], a, b, params) for a, b in spans],
+            retries=1,
+        )
+    atoms = concat_frames(client.gather(futures))
+    del futures
+    atoms.attrs.update(calibration(data))
+    atoms.attrs.update({"threshold": threshold, "sigma": sigma, "separation": separation})
+    return atoms
+
+
+def _read_span(source, start, stop):
+    """Frames ``start`` to ``stop - 1``: read from the file ``source`` here, on the worker,
+    or ``source`` itself (the chunk sent with the task)."""
+    if isinstance(source, str):
+        frames = as_array(open_source(source, Settings()))
+        frames = frames[None] if np.ndim(frames) == 2 else frames
+        return np.asarray(frames[start:stop], np.float32)
+    return np.asarray(source, np.float32)
+
+
+def _dumbbell_rule(source, model, sigma, separation, threshold):
+    """Task: the blob route's (smoothing, level, separation), read from frame 0."""
+    from .dumbbell_finder import blob_rule
+    from .fcn.predict import segment
+
+    try:
+        with reading_here():
+            frame = _read_span(source, 0, 1)
+        prob = segment(frame, model=model, sigma=sigma)
+        return blob_rule(prob[0], separation, threshold)
+    except Exception as exc:
+        where = source if isinstance(source, str) else "the stack"
+        raise ChunkError(f"{where} frame 0: {type(exc).__name__}: {exc}") from exc
+
+
+def _dumbbell_frames(source, start, stop, params) -> pd.DataFrame:
+    """Task: the columns (or merged blobs) of frames ``start`` to ``stop - 1``."""
+    from .dumbbell_finder import chunk_atoms
+    from .fcn.predict import segment
+
+    try:
+        with reading_here():
+            chunk = _read_span(source, start, stop)
+        prob = segment(chunk, model=params["model"], sigma=params["sigma"])
+        atoms = chunk_atoms(prob, chunk, params["method"], params["threshold"],
+                            params["sigma"], params["smoothing"])  # fmt: skip
+    except Exception as exc:
+        where = source if isinstance(source, str) else "the stack"
+        raise ChunkError(f"{where} frames {start}-{stop - 1}: {type(exc).__name__}: {exc}") from exc
+    atoms["frame"] += start
+    return atoms

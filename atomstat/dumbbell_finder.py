@@ -50,12 +50,14 @@ def find_dumbbells(
     separation: float | None = None,
     tolerance: float = 0.3,
     progress: bool = False,
+    client=None,
+    frames_per_task: int | None = None,
 ) -> pd.DataFrame:
     """Find the dumbbells of an image or a movie: segment, locate, pair.
 
     Parameters
     ----------
-    data : str, Path, ndarray or hyperspy Signal2D
+    data : str, Path, ndarray, dask array or hyperspy Signal2D
         A file, an image (H, W) or a stack (T, H, W); stacks (lazy ones
         too) are processed 16 frames at a time.
     method : {"columns", "blob"}
@@ -70,6 +72,14 @@ def find_dumbbells(
         See :func:`pair_dumbbells`.
     progress : bool
         Show a progress bar over the frames.
+    client : distributed.Client, optional
+        Run chunks of frames as tasks on this Dask cluster (each worker loads
+        the model once); the columns are then paired here, on the whole
+        table, which is the same row for row. ``model`` must then be a
+        shipped name or a ``.keras`` path the workers can read. A file (or a
+        lazy signal loaded from one) is read by the workers themselves.
+    frames_per_task : int, optional
+        Frames in one task with ``client`` (default 8).
 
     Returns
     -------
@@ -91,11 +101,19 @@ def find_dumbbells(
         threshold = number("threshold", threshold, low=0, high=1, low_open=True, high_open=True)
     if data is None:
         raise TypeError("find_dumbbells takes an image, a stack, a Signal2D or a path; got None")
-    if isinstance(data, str | Path):
-        from .io import load
+    if client is not None:
+        from .distributed import FRAMES_PER_TASK, locate_dumbbells
 
-        data = load(data)
-    atoms = _locate_frames(data, model, threshold, method, separation, progress)
+        atoms = locate_dumbbells(
+            data, client=client, method=method, model=model, threshold=threshold,
+            separation=separation, frames_per_task=frames_per_task or FRAMES_PER_TASK,
+        )  # fmt: skip
+    else:
+        if isinstance(data, str | Path):
+            from .io import load
+
+            data = load(data)
+        atoms = _locate_frames(data, model, threshold, method, separation, progress)
     return pair_dumbbells(
         atoms,
         method=method,
@@ -110,31 +128,48 @@ def _locate_frames(data, model, threshold, method, separation, progress):
     from .fcn.predict import load_model, segment
     from .locate import concat_frames
     from .pipeline import calibration
-    from .scale import estimate_sigma
 
     load_model(model)  # fail early on a bad model
     frames = as_array(data)
     frames = frames if np.ndim(frames) != 2 else frames[None]
-    sigma = estimate_sigma(np.asarray(frames[0], np.float32))
-    sigma = float(sigma) if np.isfinite(sigma) else None
+    sigma = first_sigma(frames)
     tables, smoothing = [], None
     for start in _progress(range(0, len(frames), _FRAMES_PER_CHUNK), progress, len(frames)):
         chunk = np.asarray(frames[start : start + _FRAMES_PER_CHUNK], np.float32)
         prob = segment(chunk, model=model, sigma=sigma)
-        if method == "columns":
-            atoms = _columns(prob, chunk, threshold, sigma)
-        else:
-            if smoothing is None:  # chosen on the first frame, kept for the movie
-                columns = _blob_table(prob[0])
-                separation = separation or _typical_separation(columns)
-                smoothing, threshold = _merge_rule(prob[0], columns, separation, threshold)
-            atoms = _merged(prob, chunk, threshold, smoothing)
+        if method == "blob" and smoothing is None:  # chosen on the first frame, for the movie
+            smoothing, threshold, separation = blob_rule(prob[0], separation, threshold)
+        atoms = chunk_atoms(prob, chunk, method, threshold, sigma, smoothing)
         atoms["frame"] += start
         tables.append(atoms)
     atoms = concat_frames(tables)
     atoms.attrs.update(calibration(data))
     atoms.attrs.update({"threshold": threshold, "sigma": sigma, "separation": separation})
     return atoms
+
+
+def first_sigma(frames):
+    """The atom width (px) estimated on frame 0 of a stack, None where it cannot be."""
+    from .scale import estimate_sigma
+
+    sigma = estimate_sigma(np.asarray(frames[0], np.float32))
+    return float(sigma) if np.isfinite(sigma) else None
+
+
+def blob_rule(prob, separation, threshold):
+    """(smoothing px, level, separation) of the blob route, read from one frame's map."""
+    columns = _blob_table(prob)
+    separation = separation or _typical_separation(columns)
+    smoothing, threshold = _merge_rule(prob, columns, separation, threshold)
+    return smoothing, threshold, separation
+
+
+def chunk_atoms(prob, chunk, method, threshold, sigma, smoothing):
+    """The columns (refined) or merged blobs of a chunk of frames and their maps;
+    ``frame`` counted from the chunk's first."""
+    if method == "columns":
+        return _columns(prob, chunk, threshold, sigma)
+    return _merged(prob, chunk, threshold, smoothing)
 
 
 def _columns(prob, chunk, threshold, sigma):

@@ -56,7 +56,9 @@ _BINNED = 128  # frames are binned to about this many px for the image registrat
 _CHUNK = 16  # frames read at a time
 
 
-def estimate_drift(table: pd.DataFrame, images=None) -> pd.DataFrame:
+def estimate_drift(
+    table: pd.DataFrame, images=None, *, client=None, frames_per_task: int = 16
+) -> pd.DataFrame:
     """Drift of every frame relative to frame 0, from the images and/or the features.
 
     Parameters
@@ -67,6 +69,14 @@ def estimate_drift(table: pd.DataFrame, images=None) -> pd.DataFrame:
         The movie; each frame is registered on the previous one by
         cross-correlation (see the module notes). Without it, the features
         are registered.
+    client : distributed.Client, optional
+        Cross-correlate the frame pairs as tasks on this Dask cluster,
+        ``frames_per_task`` pairs a task (a file, or a lazy signal loaded from
+        one, is read by the workers). The choice among each pair's peaks, which
+        follows the previous frame's shift, and the refinement on the features
+        run here; the drift is the same as without ``client``.
+    frames_per_task : int
+        Frame pairs in one task with ``client``.
 
     Returns
     -------
@@ -98,15 +108,16 @@ def estimate_drift(table: pd.DataFrame, images=None) -> pd.DataFrame:
     # Without images, frames without features are skipped and interpolated afterwards.
     sequence = list(range(first, last + 1)) if frames is not None else sorted(groups)
     steps, matched = [np.zeros(2)], [np.nan]
-    reader = None if frames is None else _read_frames(frames, first, last + 1)
-    prev = None if reader is None else next(reader)
+    if frames is not None and client is not None:
+        pairs = _candidates_on(client, images, frames, first, last + 1, frames_per_task)
+    elif frames is not None:
+        pairs = _candidates_here(frames, first, last + 1)
     for f0, f1 in zip(sequence[:-1], sequence[1:], strict=True):
-        img = None if reader is None else next(reader)
+        image = None if frames is None else next(pairs)
         a, b = groups.get(f0, np.empty((0, 2))), groups.get(f1, np.empty((0, 2)))
-        step, share = _step(a, b, prev, img, spacing, steps[-1])
+        step, share = _step(a, b, image, spacing, steps[-1])
         steps.append(step)
         matched.append(share)
-        prev = img
     drift = pd.DataFrame(np.cumsum(steps, axis=0), columns=["dx", "dy"])
     drift["matched"] = matched
     drift.index = pd.Index(sequence, name="frame", dtype="int64")
@@ -172,12 +183,13 @@ def check_drift(drift, frames) -> pd.DataFrame:
 # ------------------------------------------------------------------ registration
 
 
-def _step(a, b, img_a, img_b, spacing, prior):
-    """Shift (dx, dy) of frame b relative to frame a, and the share of features matched."""
+def _step(a, b, image, spacing, prior):
+    """Shift (dx, dy) of frame b relative to frame a, and the share of features matched;
+    ``image`` is the pair's correlation peaks (:func:`_image_peaks`), or None."""
     points = bool(len(a) and len(b) and np.isfinite(spacing))
     candidates = []
-    if img_a is not None:
-        candidates.append(_correlate(img_a, img_b, prior))
+    if image is not None:
+        candidates.append(_pick(image, prior))
     if points and (not candidates or _matched(a, b, candidates[0], spacing) < _GOOD):
         candidates.append(_correlate_points(a, b, spacing, prior))
     if not candidates:
@@ -195,24 +207,108 @@ def _step(a, b, img_a, img_b, spacing, prior):
 
 
 def _correlate(img_a, img_b, prior):
-    """Shift (dx, dy) of img_b relative to img_a from the overlap-weighted NCC.
+    """Shift (dx, dy) of img_b relative to img_a from the overlap-weighted NCC."""
+    return _pick(_image_peaks(img_a, img_b), prior)
+
+
+def _image_peaks(img_a, img_b):
+    """The candidate shifts of img_b relative to img_a: ``(coarse, fine)``, each (n, 2) as
+    (dx, dy) px, the integer peaks of the overlap-weighted NCC and their sub-pixel values.
 
     For every shift, the normalised cross-correlation of the overlapping
     parts (zero-normalised, so bright and dim regions count alike) is
     weighted by the overlap's share of the frame, so an alias of the true
     shift by a lattice vector, which matches the lattice as well but
     overlaps less, scores lower. Frames are binned to about 128 px first
-    (the features refine the shift); the peak is located to sub-pixel
+    (the features refine the shift); each peak is located to sub-pixel
     precision by a parabola.
     """
     scale = max(1, min(img_a.shape) // _BINNED)
     score = _overlap_ncc(_bin(img_a, scale), _bin(img_b, scale))
     peaks = _peaks(score, _IMAGE_MARGIN)
-    shifts = np.where(peaks > np.array(score.shape) / 2, peaks - score.shape, peaks)[:, ::-1]
-    k = _closest(shifts * scale, prior)
-    sub = peaks[k] + _parabola(score, peaks[k])
-    sub = np.where(sub > np.array(score.shape) / 2, sub - score.shape, sub)
-    return scale * sub[::-1]
+    half = np.array(score.shape) / 2
+    coarse = np.where(peaks > half, peaks - score.shape, peaks)[:, ::-1] * scale
+    fine = np.empty((len(peaks), 2))
+    for k, peak in enumerate(peaks):
+        sub = peak + _parabola(score, peak)
+        fine[k] = scale * np.where(sub > half, sub - score.shape, sub)[::-1]
+    return coarse, fine
+
+
+def _pick(image, prior):
+    """Of a pair's candidate shifts, the one whose peak is closest to the previous shift."""
+    coarse, fine = image
+    return fine[_closest(coarse, prior)]
+
+
+def _candidates_here(frames, start, stop):
+    """The correlation peaks of every pair of consecutive frames, in this process."""
+    reader = _read_frames(frames, start, stop)
+    prev = next(reader)
+    for img in reader:
+        yield _image_peaks(prev, img)
+        prev = img
+
+
+def _candidates_on(client, images, frames, start, stop, per_task):
+    """The same, ``per_task`` pairs a task on ``client``, yielded in order (the results are
+    gathered task by task, and only a few tasks ahead are held)."""
+    if not isinstance(per_task, int) or per_task < 1:
+        raise ValueError(f"frames_per_task must be an integer >= 1, got {per_task!r}")
+    from .distributed import _source_path
+
+    path = _source_path(images) if not isinstance(images, np.ndarray) else None
+    spans = [(a, min(a + per_task, stop - 1)) for a in range(start, stop - 1, per_task)]
+
+    def submit(a, b):  # pairs (a, a+1) .. (b-1, b): frames a..b
+        if path is not None:
+            return client.submit(_pair_peaks, str(path.resolve()), a, b + 1, retries=1,
+                                 pure=False)  # fmt: skip
+        import dask
+
+        chunk = frames[a : b + 1]
+        if isinstance(chunk, np.ndarray):
+            return client.submit(_pair_peaks, chunk, a, b + 1, retries=1, pure=False)
+        return client.compute(dask.delayed(_pair_peaks)(chunk, a, b + 1), retries=1)
+
+    ahead = 4 * max(1, len(client.nthreads()))
+    futures = [submit(*span) for span in spans[:ahead]]
+    for i in range(len(spans)):
+        if i + ahead < len(spans):
+            futures.append(submit(*spans[i + ahead]))
+        future, futures[i] = futures[i], None
+        yield from future.result()
+        future.release()
+
+
+def _pair_peaks(source, start, stop):
+    """Task: :func:`_image_peaks` of the pairs of consecutive frames ``start`` to
+    ``stop - 1``, read from the file ``source`` (on the worker) or given as the chunk."""
+    from .distributed import ChunkError, Settings, open_source, reading_here
+
+    try:
+        if isinstance(source, str):
+            with reading_here():
+                frames = as_array(open_source(source, Settings()))
+                chunk = np.asarray(frames[start:stop])
+        else:
+            chunk = np.asarray(source)
+        return list(_candidates_here(_Offset(chunk, start), start, stop))
+    except ValueError:
+        raise
+    except Exception as exc:
+        where = source if isinstance(source, str) else "the stack"
+        raise ChunkError(f"{where} frames {start}-{stop - 1}: {type(exc).__name__}: {exc}") from exc
+
+
+class _Offset:
+    """A chunk of frames indexed by the frame numbers of the whole stack."""
+
+    def __init__(self, chunk, start):
+        self.chunk, self.start = chunk, start
+
+    def __getitem__(self, key):
+        return self.chunk[key.start - self.start : key.stop - self.start]
 
 
 def _overlap_ncc(a, b):
