@@ -1,5 +1,10 @@
 """Movies: frame slider with play, drift-corrected display, tracking, angle plots.
 
+The section is shown only while a movie (more than one frame) is open: for a
+single image its plots would be empty frames. Hidden, it takes no room and
+keeps its figures laid out (``visibility: hidden`` in a box of no height,
+never ``display: none``, which a bqplot figure waits on before it renders).
+
 Picked dumbbells (any selection: a click on the image, a brush on the
 scatter) draw their angle against frame, one line per track in its label
 colour; the angle distribution of the current frame and any descriptor over
@@ -89,6 +94,20 @@ class MovieView:
         controls = widgets.HBox([self.play, self.slider, self.aligned, self.track, self.column])
         plots = widgets.HBox([self.angle_fig, self.dist_fig, self.series_fig])
         self.widget = widgets.VBox([controls, plots])
+        self.widget.add_class("atomstat-movie")
+        self._show(False)
+
+    @property
+    def shown(self) -> bool:
+        """Whether the movie section is on the page (a movie is open)."""
+        return self.widget.layout.visibility != "hidden"
+
+    def _show(self, shown: bool) -> None:
+        layout = self.widget.layout
+        with self.widget.hold_sync():
+            layout.visibility = None if shown else "hidden"
+            layout.height = None if shown else "0px"
+            layout.overflow = None if shown else "hidden"
 
     def _wire(self) -> None:
         state = self.state
@@ -128,6 +147,7 @@ class MovieView:
         # Never display:none a bqplot figure: its view waits for a size before it renders.
         for w in (self.slider, self.play, self.aligned, self.track):
             w.disabled = last == 0
+        self._show(last > 0)
 
     def _new_table(self) -> None:
         columns = [c for c in numeric_columns(self.state.table) if c not in ("x", "y")]
