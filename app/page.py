@@ -12,7 +12,6 @@ import threading
 from dataclasses import dataclass
 
 import ipywidgets as widgets
-from ipyevents import Event
 
 from app.collab_view import CollabPanel
 from app.data import data_dir_from_env, example_catalogue
@@ -24,7 +23,7 @@ from app.report import report
 from app.runs_panel import RunsPanel
 from app.state import AppState
 
-__all__ = ["DEFAULT_EXAMPLE", "Page", "build_page"]
+__all__ = ["DEFAULT_EXAMPLE", "Page", "build_page", "shortcut", "shortcuts_widget"]
 
 DEFAULT_EXAMPLE = "MoS2 V-doped HAADF 9nm"
 _CSS = """<style>
@@ -66,9 +65,10 @@ HELP = """<div style='max-width:620px'><small>
 contours at once. <b>Select</b> atoms by a click on the image (the nearest within a few
 screen pixels), or by a brush or lasso on the scatter or a histogram; the mode (replace,
 add, intersect, remove) combines selections. <b>Label</b> the selection with a class name;
-labels save by themselves. <b>Ctrl+Z / Ctrl+Y</b> (Cmd on macOS) undo and redo while the
-mouse is over the image or the scatter. <b>Pan / zoom</b>: drag and wheel; <b>Full view</b>
-goes back. Hover over the image for the position, the pixel value and the atom's descriptors.
+labels save by themselves. <b>Ctrl+Z / Ctrl+Y</b> (Cmd on macOS) undo and redo your label
+and selection changes anywhere on the page, except while you type in a text box.
+<b>Pan / zoom</b>: drag and wheel; <b>Full view</b> goes back. Hover over the image for the
+position, the pixel value and the atom's descriptors.
 <b>Movies</b>: Dumbbell mode, Find atoms, Track, then pick dumbbells (click or brush):
 a pick is a whole track, and a label covers it in every frame.
 </small></div>"""
@@ -84,7 +84,12 @@ def help_panel() -> widgets.Widget:
 
 
 def shortcut(state: AppState, event: dict) -> str | None:
-    """Ctrl+Z undo, Ctrl+Y or Ctrl+Shift+Z redo (Cmd on macOS); returns what was done."""
+    """Ctrl+Z undo, Ctrl+Y or Ctrl+Shift+Z redo (Cmd on macOS); returns what was done.
+
+    The rule of :data:`_SHORTCUTS`, which applies it in the browser, for key
+    events given as dicts (``key``, ``ctrlKey``, ``metaKey``, ``shiftKey``,
+    ``altKey``).
+    """
     if not (event.get("ctrlKey") or event.get("metaKey")) or event.get("altKey"):
         return None
     key = str(event.get("key", "")).lower()
@@ -93,6 +98,45 @@ def shortcut(state: AppState, event: dict) -> str | None:
     if action:
         getattr(state, action)()
     return action
+
+
+# Ctrl+Z / Ctrl+Y anywhere on the page: one keydown listener on the document presses the
+# label panel's Undo or Redo button, so the kernel does what a click does (a disabled or
+# missing button does nothing). Keys typed in a text box, a text area, a drop-down or an
+# editable element are left to it (its own text undo). A listener of ipyevents would not
+# do: it takes the focus from the text boxes when the mouse passes over its widget. The
+# HTML widget sets innerHTML, where <script> does not run: an image that fails to load
+# runs its onerror handler (as app.collab_view does). One listener per page, however
+# many dashboards it shows: the dashboard last clicked in, else the first, gets the key.
+_SHORTCUTS = """<img src="data:," style="display:none" onerror="(function () {
+  if (window.atomstatShortcuts) return;
+  window.atomstatShortcuts = true;
+  var last = null;
+  document.addEventListener('pointerdown', function (e) {
+    var page = e.target.closest && e.target.closest('.atomstat-page');
+    if (page) last = page;
+  }, true);
+  document.addEventListener('keydown', function (e) {
+    if (!(e.ctrlKey || e.metaKey) || e.altKey || e.defaultPrevented) return;
+    var key = (e.key || '').toLowerCase();
+    var action = key === 'y' || (key === 'z' && e.shiftKey) ? 'redo' : key === 'z' ? 'undo' : '';
+    if (!action) return;
+    var t = e.target;
+    if (t && t.closest && t.closest('input, textarea, select, [contenteditable]')) return;
+    var page = last && document.contains(last) ? last : document.querySelector('.atomstat-page');
+    var button = page && page.querySelector('button.atomstat-' + action);
+    if (!button) return;
+    e.preventDefault();
+    if (!button.disabled) button.click();
+  });
+})()">"""
+
+
+def shortcuts_widget() -> widgets.HTML:
+    """The invisible widget that installs the page-wide Ctrl+Z / Ctrl+Y listener."""
+    widget = widgets.HTML(_SHORTCUTS, layout={"height": "0px", "margin": "0px"})
+    widget.add_class("atomstat-shortcuts")
+    return widget
 
 
 def ensure_tooltips(root: widgets.Widget) -> None:
@@ -190,15 +234,9 @@ def make_page(state: AppState | None = None, *, data_dir=None, example: str | No
     main = widgets.Box([left, image.widget, explorer.widget])
     main.add_class("atomstat-main")
     widget = widgets.VBox([widgets.HBox([head, help_panel()]), status, main, movie.widget,
-                           runs.widget, errors])  # fmt: skip
+                           runs.widget, errors, shortcuts_widget()])  # fmt: skip
     widget.add_class("atomstat-page")
     ensure_tooltips(widget)
-    # Over the image and the scatter only: ipyevents takes every key while the mouse is
-    # over its widget, which would stop typing in the text boxes of the page.
-    for figure in (image.figure, explorer.figure):  # the widgets registry keeps them
-        Event(source=figure, watched_events=["keydown"]).on_dom_event(
-            lambda event: shortcut(state, event)
-        )
     page = Page(widget, state, image, explorer, movie, data, detection, labels, exports, errors)
     page.collab = collab
     page.runs = runs

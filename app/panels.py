@@ -235,6 +235,8 @@ class LabelPanel:
         self.unlabel = widgets.Button(description="Unlabel selection")
         self.undo = widgets.Button(description="Undo", layout={"width": "80px"})
         self.redo = widgets.Button(description="Redo", layout={"width": "80px"})
+        self.undo.add_class("atomstat-undo")  # Ctrl+Z and Ctrl+Y press them (app.page)
+        self.redo.add_class("atomstat-redo")
         self.counts = widgets.HTML()
         self.counts.add_class("atomstat-label-counts")
         self.method = widgets.Dropdown(options=ANOMALY_METHODS, value=state.anomaly_method,
