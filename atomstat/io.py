@@ -288,8 +288,41 @@ def _read_numpy(path: Path, lazy: bool):
     if not lazy:
         return data
     import dask.array as da
+    from dask.base import tokenize
 
-    return da.from_array(data, chunks=_frame_chunks(data.ndim))
+    # Not the memory map itself: dask copies an array it is given (and hashes it), so the
+    # whole file would be read into memory (2 GB for 2,000 frames of 512^2), in every
+    # process that opens it, and pickled with the graph. The array is named by the file
+    # and its version instead.
+    stat = path.stat()
+    name = "npy-" + tokenize(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return da.from_array(_NpyFile(path, data), chunks=_frame_chunks(data.ndim), name=name)
+
+
+class _NpyFile:
+    """A .npy file that reads the frames asked for, when asked, with plain file reads (no
+    memory map stays resident); it pickles as its path and layout."""
+
+    def __init__(self, path, mapped):
+        self.path, self.shape, self.dtype = str(path), mapped.shape, mapped.dtype
+        self.ndim, self.offset = mapped.ndim, int(mapped.offset)
+        self.fortran = mapped.ndim > 1 and not mapped.flags.c_contiguous
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        first = key[0] if key else slice(None)
+        if self.fortran or not isinstance(first, slice) or first.step not in (None, 1):
+            mapped = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            return np.array(mapped[key])
+        start, stop, _ = first.indices(self.shape[0])
+        n = max(0, stop - start)
+        row = int(np.prod(self.shape[1:], dtype=np.int64))
+        with open(self.path, "rb") as file:
+            file.seek(self.offset + start * row * self.dtype.itemsize)
+            block = np.fromfile(file, dtype=self.dtype, count=n * row)
+        if block.size != n * row:
+            raise OSError(f"{self.path} is shorter than its header says (truncated?)")
+        return block.reshape((n, *self.shape[1:]))[(slice(None), *key[1:])]
 
 
 def _is_dask(data) -> bool:

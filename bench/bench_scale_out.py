@@ -107,18 +107,48 @@ def throughput(args, folder: Path) -> None:
     path.unlink()
 
 
+class _Sampler:
+    """The highest RSS of this process (the client, and the scheduler of a LocalCluster)
+    while it runs, sampled every 50 ms."""
+
+    def __enter__(self):
+        import threading
+
+        self.peak, self._stop = _rss_mb(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def bounded_memory(args, folder: Path) -> None:
-    print(f"\n## Memory: lazy movies of {args.lazy_size}^2, 2 workers (load average {_load()})\n")
-    print("| frames | seconds | frames/s | worker peak RSS (MB) | client RSS growth (MB) |")
-    print("|---|---|---|---|---|")
+    print(f"\n## Memory: lazy movies of {args.lazy_size}^2, {args.lazy_workers} workers "
+          f"(load average {_load()})\n")  # fmt: skip
+    print("| frames | movie (MB) | seconds | frames/s | worker peak RSS (MB) | "
+          "client peak RSS during the run (MB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    peaks = []
     for n in args.lazy_frames:
         path = write_movie(folder / f"lazy{n}.npy", n, args.lazy_size)
-        before = _rss_mb()
-        got = on_cluster(path, 2, folder / f"lazy{n}")
+        with _Sampler() as client:
+            got = on_cluster(path, args.lazy_workers, folder / f"lazy{n}")
         peak = ", ".join(f"{got['peak'][w]:.0f}" for w in sorted(got["peak"]))
-        print(f"| {n} | {got['seconds']:.1f} | {got['frames'] / got['seconds']:.2f} | {peak} | "
-              f"{_rss_mb() - before:+.0f} |")  # fmt: skip
+        peaks.append((max(got["peak"].values()), client.peak))
+        print(f"| {n} | {path.stat().st_size / 2**20:.0f} | {got['seconds']:.1f} | "
+              f"{got['frames'] / got['seconds']:.2f} | {peak} | {client.peak:.0f} |")  # fmt: skip
         path.unlink()
+    (w0, c0), (w1, c1) = peaks[0], peaks[-1]
+    print(
+        f"\npeak growth from {args.lazy_frames[0]} to {args.lazy_frames[-1]} frames: "
+        f"workers {w1 - w0:+.0f} MB, client {c1 - c0:+.0f} MB (load average {_load()})"
+    )
 
 
 def _load() -> str:
@@ -132,6 +162,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--lazy-frames", type=int, nargs="+", default=[200, 2000])
     p.add_argument("--lazy-size", type=int, default=512)
+    p.add_argument("--lazy-workers", type=int, default=2)
     p.add_argument("--skip", choices=("throughput", "memory"), default=None)
     args = p.parse_args()
     print(f"# bench_scale_out ({os.cpu_count()} cores; full size is 200 x 1024^2 and "
