@@ -22,6 +22,7 @@ from app.panels import DataPanel, DetectionPanel, ExportPanel, LabelPanel
 from app.report import report
 from app.runs_panel import RunsPanel
 from app.state import AppState
+from app.warmup import background_priority
 
 __all__ = ["DEFAULT_EXAMPLE", "Page", "build_page", "shortcut", "shortcuts_widget"]
 
@@ -191,6 +192,7 @@ def analyse_in_background(page: Page) -> threading.Thread | None:
         return None
 
     def run():
+        background_priority()  # the page's own work (the visitor's clicks) goes first
         with report(state, page.errors):
             state.detect()
 

@@ -25,6 +25,7 @@ from app.collab import Workbench, guest_name
 from app.data import Example, example_catalogue, inside
 from app.levels import LevelCache
 from app.selection import IdsRule, Selection
+from app.warmup import heavy_turn, same_analysis
 from atomstat.maps import analyze_maps, match_ids
 
 __all__ = ["AppState", "format_status", "whole_tracks"]
@@ -236,10 +237,32 @@ class AppState(traitlets.HasTraits):
         return True
 
     def detect(self) -> bool:
-        """Run the network on every frame and locate the atoms (progress in ``progress``)."""
+        """Run the network on every frame and locate the atoms (progress in ``progress``).
+
+        The kernels of a server take turns (:mod:`app.warmup`): an analysis
+        another kernel is making of the same file waits for it and is then
+        read from the cache, and only a few kernels run the network at once.
+        """
         if self.frames is None:
             self.status = "Open an image first"
             return False
+        with same_analysis(self._analysis_key(), on_wait=self._waiting):
+            return self._detect()
+
+    def _analysis_key(self) -> str | None:
+        collab = self.collab
+        if collab.content_key is None:
+            return None
+        try:
+            return str(collab.cache.atoms_path(collab.content_key, collab._model(),
+                                               collab.settings()))  # fmt: skip
+        except Exception:  # noqa: BLE001 (a model file not there...: the analysis says so)
+            return None
+
+    def _waiting(self) -> None:
+        self.status = "Waiting for another visitor's analysis to finish..."
+
+    def _detect(self) -> bool:
         self.busy, self.progress = True, 0.0
         self.status = f"Finding atoms in {self.n_frames} frame(s)..."
         start, frames = time.perf_counter(), self.frames
@@ -250,10 +273,12 @@ class AppState(traitlets.HasTraits):
                 atoms, prob = cached
                 self.progress = 1.0
             else:
-                atoms, prob = analyze_maps(
-                    data, threshold=self.threshold, model=self._model_arg(), split=split,
-                    callback=self._progress,
-                )  # fmt: skip
+                with heavy_turn(on_wait=self._waiting):
+                    self.status = f"Finding atoms in {self.n_frames} frame(s)..."
+                    atoms, prob = analyze_maps(
+                        data, threshold=self.threshold, model=self._model_arg(), split=split,
+                        callback=self._progress,
+                    )  # fmt: skip
         except _EXPECTED as exc:
             self.status = f"Finding atoms failed: {exc}"
             return False

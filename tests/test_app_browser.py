@@ -252,8 +252,8 @@ def _movie_step(page, tmp_path, errors):
         pytest.fail(f"{n} angle lines: {page.locator('.atomstat-errors').inner_text()} {errors}")
     before = page.evaluate(f"() => Array.from({lines}).map(p => p.getAttribute('d'))")
     handle = page.locator(".atomstat-frame .noUi-handle").first
-    handle.hover()  # off the plots: their Ctrl+Z listener takes the keys under the mouse
-    handle.focus()
+    handle.hover()
+    handle.focus()  # the slider's handle takes the arrow keys
     page.keyboard.press("ArrowRight")
     page.wait_for_function(
         f"b => JSON.stringify(Array.from({lines}).map(p => p.getAttribute('d'))) !== b",
