@@ -107,9 +107,32 @@ def _turn_folder() -> Path:
     group = turn_group()
     if group is None:
         raise OSError("no turns outside a Voila kernel")
-    folder = Path(tempfile.gettempdir()) / f"atomstat-turns-{os.getuid()}" / group
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    root = Path(tempfile.gettempdir()) / f"atomstat-turns-{os.getuid()}"
+    folder = root / group
+    if not folder.is_dir():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _prune(root)
     return folder
+
+
+def _prune(root: Path) -> None:
+    """Remove the lock folders of Voila servers that are gone (a few empty files each)."""
+    import shutil
+
+    for old in root.glob("voila-*"):
+        pid = old.name.removeprefix("voila-")
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
 
 
 def _locked(path: Path, deadline: float, *, poll: float = 0.2):

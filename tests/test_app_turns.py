@@ -169,3 +169,20 @@ def test_turns_are_taken_by_the_kernels_of_one_server_only(monkeypatch):
     assert turn_group() == "labx"
     monkeypatch.setenv("ATOMSTAT_TURNS", "off")
     assert turn_group() is None
+
+
+def test_lock_folders_of_servers_that_are_gone_are_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from app import warmup
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    root = tmp_path / f"atomstat-turns-{os.getuid()}"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (root / f"voila-{gone.pid}").mkdir(parents=True)
+    (root / f"voila-{gone.pid}" / "slot-0.lock").touch()
+    (root / f"voila-{os.getpid()}").mkdir()  # a server still running
+    monkeypatch.setenv("ATOMSTAT_TURNS", "test")
+    assert warmup._turn_folder() == root / "test"
+    assert sorted(p.name for p in root.iterdir()) == ["test", f"voila-{os.getpid()}"]
