@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["METHOD", "normalize"]
+__all__ = ["METHOD", "normalize", "normalize_levels"]
 
 #: Side (px, at the network's scale, where atoms are about 2.2 px wide and lattices
 #: 9-30 px apart) of the neighbourhood whose background and peaks set the local scale.
@@ -87,10 +87,27 @@ def normalize(
 
 
 def _local(image, smooth, window):
+    return _local_levels(image, smooth, window)[0]
+
+
+def _local_levels(image, smooth, window):
     window = max(3, min(window, *image.shape))
     background = ndimage.uniform_filter(ndimage.minimum_filter(smooth, window), window)
     peak = ndimage.uniform_filter(ndimage.maximum_filter(smooth, window), window)
     span = peak - background
     span = np.maximum(span, FLOOR * float(np.median(span)))
-    out = (image - background) / np.maximum(span, np.finfo(np.float32).tiny)
-    return np.clip(out, *CLIP).astype(np.float32)
+    span = np.maximum(span, np.finfo(np.float32).tiny)
+    out = (image - background) / span
+    return np.clip(out, *CLIP).astype(np.float32), background, span
+
+
+def normalize_levels(image: np.ndarray, *, window: int = WINDOW):
+    """:func:`normalize` (``method="local"``) and the levels it used: ``(out, background,
+    span)`` with ``out = clip((image - background) / span)``; ``background`` and ``span``
+    are None for a flat image (``out`` is then zeros)."""
+    image = np.asarray(image, dtype=np.float32)
+    smooth = ndimage.gaussian_filter(image, 1.0)
+    lo, hi = np.percentile(smooth, [1.0, 99.9])
+    if not np.isfinite(hi - lo) or hi - lo <= 1e-6 * max(abs(hi), abs(lo)):
+        return np.zeros_like(image), None, None
+    return _local_levels(image, smooth, int(window))
