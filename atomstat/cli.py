@@ -49,6 +49,19 @@ def _train(args) -> int:
     return 0
 
 
+def _resolution(text):
+    """``--resolution``: auto, full or a whole number of pixels per block side."""
+    import argparse
+
+    value = int(text) if text.strip().isdigit() else text.strip()
+    try:
+        from .fcn.predict import check_resolution
+
+        return check_resolution(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def output_folder(path, name="--out"):
     """Make the output folder ``path`` (the option ``name``); None, with one line logged,
     when it cannot be made, e.g. because a file has that name."""
@@ -81,6 +94,9 @@ def _analyze(args) -> int:
         if args.sigma is not None:
             log.error("--sigma cannot be given with --scheduler, --workers or --dataset yet")
             return 1
+        if args.resolution != "auto":
+            log.error("--resolution cannot be given with --scheduler, --workers or --dataset yet")
+            return 1
         return _analyze_dataset(args)
     out = output_folder(args.out)
     if out is None:
@@ -96,6 +112,7 @@ def _analyze(args) -> int:
                 preprocess=args.preprocess,
                 split={"auto": None, "on": True, "off": False}[args.split],
                 sigma=args.sigma,
+                resolution=args.resolution,
             )
         except (AtomstatError, ValueError, OSError, MemoryError) as exc:
             log.error("skipped %s: %s", name, exc)
@@ -401,6 +418,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the atom width in px (Gaussian sigma of a column); default: estimated from the "
         "image, with a warning when the estimate is doubtful",
+    )
+    a.add_argument(
+        "--resolution",
+        type=_resolution,
+        default="auto",
+        help="auto: run the network on 2x2 (or larger) block means where the atoms are wide "
+        "enough, and interpolate its map back; full: on every pixel; a number: pixels per "
+        "block side (default: auto)",
     )
     a.add_argument(
         "--channel",

@@ -16,7 +16,14 @@ import pandas as pd
 
 from ._arrays import as_array
 from ._checks import flag, number
-from .fcn.predict import _as_frames, check_sigma, load_model, segment
+from .fcn.predict import (
+    _as_frames,
+    block_factor,
+    check_resolution,
+    check_sigma,
+    load_model,
+    segment,
+)
 from .io_stm import imaging_mode
 from .locate import PEAK_MARGIN, concat_frames, locate
 from .preprocess import get_preprocessor
@@ -43,6 +50,7 @@ def analyze(
     preprocess=None,
     split: bool | None = None,
     sigma: float | None = None,
+    resolution="auto",
     progress: bool = False,
     client=None,
 ) -> pd.DataFrame:
@@ -83,6 +91,12 @@ def analyze(
         estimates it from the first frame (:func:`atomstat.scale.estimate_scale`:
         the blob width checked against the lattice period). Pass it when
         ``attrs["warnings"]`` says the estimate is doubtful.
+    resolution : "auto", "full" or int
+        ``"auto"`` (default) runs the network on ``b x b`` block means where the
+        atoms are at least ``b`` px wide (``b = 2`` for atoms 2-3 px wide) and
+        interpolates its map back to every pixel; the centres are still refined
+        on the raw image. ``"full"`` runs it on every pixel (the map of earlier
+        versions). A number sets ``b`` (see :func:`atomstat.segment`).
     progress : bool
         Show a progress bar over the frames of a stack.
     client : distributed.Client, optional
@@ -96,7 +110,8 @@ def analyze(
         The atoms table. ``attrs`` holds ``pixel_size``, ``units``,
         ``source``, ``model`` (the model used), ``imaging`` (``"stm"`` or
         ``"stem"``, from the metadata), ``preprocess``, ``threshold``,
-        ``peak_margin``, ``split``, ``sigma`` (the atom width in px the image
+        ``peak_margin``, ``split``, ``resolution`` (the pixels per block side the
+        network ran at, 1 for the full map), ``sigma`` (the atom width in px the image
         was analysed at, always finite), ``sigma_source`` (``"blob"``,
         ``"lattice"``, ``"fallback"`` or ``"user"``), ``lattice_period`` (px,
         NaN when no lattice is resolved), ``warnings`` (a list of sentences:
@@ -124,6 +139,8 @@ def analyze(
 
         if sigma is not None:
             raise ValueError("sigma= cannot be given with client= yet: the workers estimate it")
+        if check_resolution(resolution) != "auto":
+            raise ValueError("resolution= cannot be given with client= yet: the workers use 'auto'")
 
         return on_cluster(
             data, client=client, threshold=threshold, peak_margin=peak_margin, model=model,
@@ -137,6 +154,7 @@ def analyze(
         preprocess=preprocess,
         split=split,
         sigma=sigma,
+        resolution=resolution,
     )
     tables = []
     bar = _progress(progress, run.n_frames)
@@ -168,6 +186,7 @@ class Run:
     single: bool = False  # the data was one image, not a stack
     chunk: int = _FRAMES_PER_CHUNK  # frames read, segmented and located together
     split: bool = False  # split blobs holding several atoms
+    resolution: object = "auto"  # "auto", "full" or pixels per block (see segment)
 
     @property
     def n_frames(self) -> int:
@@ -180,7 +199,7 @@ class Run:
             chunk = np.asarray(self.frames[start : start + self.chunk], np.float32)
             if self.clean is not None:
                 chunk = np.stack([_clean(frame, self.clean) for frame in chunk])
-            prob = segment(chunk, model=self.model, sigma=width)
+            prob = segment(chunk, model=self.model, sigma=width, resolution=self.resolution)
             atoms = locate(
                 prob,
                 chunk,
@@ -202,11 +221,13 @@ def prepare(
     preprocess=None,
     split: bool | None = None,
     sigma: float | None = None,
+    resolution="auto",
 ) -> Run:
     """Check the arguments of :func:`analyze`, load the data and the model, estimate the
     atom width on the first (cleaned) frame; return the :class:`Run`."""
     threshold = number("threshold", threshold, low=0, high=1, low_open=True, high_open=True)
     peak_margin = number("peak_margin", peak_margin, low=0, high=1, high_open=True)
+    resolution = check_resolution(resolution)
     if isinstance(data, str | Path):
         from .io import load
 
@@ -241,6 +262,7 @@ def prepare(
             "threshold": threshold,
             "peak_margin": peak_margin,
             "split": bool(split),
+            "resolution": block_factor(sigma, resolution, first.shape),
             "sigma": sigma,
             "sigma_source": scale.source,
             "lattice_period": scale.period,
@@ -248,8 +270,9 @@ def prepare(
         }
     )
     return Run(
-        frames, clean, model, threshold, peak_margin, sigma, attrs, single, chunk, bool(split)
-    )
+        frames, clean, model, threshold, peak_margin, sigma, attrs, single, chunk, bool(split),
+        resolution,
+    )  # fmt: skip
 
 
 def _scale(first, sigma) -> Scale:
