@@ -3,6 +3,15 @@
 Brush and lasso on the scatter and an interval brush on a histogram only turn
 the selector's traits into a rule (:mod:`app.selection`) on the state, when
 the brushing ends; every view then redraws from the state.
+
+The selection is not a style of the scatter's points: restyling thousands of
+SVG points in the browser took over a second per brush (bqplot filters the
+points with a linear search per point, and every point with its own opacity
+is its own compositing layer). It is drawn in the kernel as one transparent
+image over the points instead (:func:`highlight_pixels`): a white veil that
+dims the points left out, with a hole and a black ring at each selected
+point. The scatter brush has no marks, so the browser restyles nothing while
+the rectangle is dragged.
 """
 
 from __future__ import annotations
@@ -15,16 +24,96 @@ import numpy as np
 import pandas as pd
 
 from app.image_view import HIGHLIGHT
+from app.overlay import _disc, _spread, _stamp, hex_rgb, png
 from app.render import label_colors
 from app.report import report
 from app.selection import MODES, IdsRule, IntervalRule, RangeRule
 from app.state import AppState
 
-__all__ = ["Explorer", "numeric_columns"]
+__all__ = ["Explorer", "highlight_pixels", "numeric_columns", "scatter_pixels"]
 
 UNLABELLED = "#7f7f7f"
 _HIDDEN = ("frame", "particle", "atom_a", "atom_b", "edge")
 TABLE_ROWS = 12
+SCATTER_MARGIN = {"top": 10, "bottom": 35, "left": 55, "right": 10}
+SCATTER_SIZE = (510, 360)  # figure px
+PAD = 0.04  # of the data range, on each side of the scatter's axes
+VEIL = 140  # alpha of the white veil over the points left out (they show at 0.45 opacity)
+OVERSAMPLE = 1  # highlight pixels per screen px
+DOT_PX = float(np.sqrt(14 / np.pi))  # the radius of a default_size=14 point
+RASTER_POINTS = 1500  # more points than this are drawn as pixels (the example has 1,147)
+_EMPTY = png(np.zeros((1, 1, 2), np.uint8))
+
+
+def highlight_pixels(x, y, chosen, x_range, y_range, size) -> np.ndarray:
+    """The scatter's selection layer: grey + alpha (height, width, 2) over the plot area.
+
+    ``x``, ``y`` are the points' values, ``chosen`` which of them are
+    selected, ``x_range`` and ``y_range`` the axes' domains and ``size`` the
+    layer's (width, height) in px, ``OVERSAMPLE`` per screen px. Everywhere a
+    white veil of alpha ``VEIL``; around each selected point a transparent
+    disc (its dot at full colour) in a black ring, as bqplot's
+    ``selected_style`` of stroke 2.5 drew it.
+
+    Examples
+    --------
+    >>> la = highlight_pixels([0.0, 1.0], [0.0, 1.0], [True, False], (-1, 2), (-1, 2), (30, 30))
+    >>> int(la[20, 10, 1]), int(la[10, 20, 1])  # the selected point, the other one
+    (0, 140)
+    """
+    width, height = size
+    x, y, chosen = np.asarray(x, float), np.asarray(y, float), np.asarray(chosen, bool)
+    keep = chosen & np.isfinite(x) & np.isfinite(y)
+    (x0, x1), (y0, y1) = x_range, y_range
+    cols = np.floor((x[keep] - x0) / (x1 - x0) * width).astype(int)
+    rows = np.floor((y1 - y[keep]) / (y1 - y0) * height).astype(int)  # row 0 at the top
+    outer = (DOT_PX + 1.3) * OVERSAMPLE
+    hole = _spread((height, width), rows, cols, _disc(outer))
+    ring = _spread((height, width), rows, cols, _disc(outer, DOT_PX * OVERSAMPLE))
+    la = np.empty((height, width, 2), np.uint8)
+    la[..., 0], la[..., 1] = 255, VEIL
+    la[hole] = 0  # transparent
+    la[ring] = (0, 255)  # black: the rings come last
+    return la
+
+
+def scatter_pixels(x, y, rgb, chosen, x_range, y_range, size) -> np.ndarray:
+    """The scatter as pixels, RGBA (height, width, 4): for more than ``RASTER_POINTS`` points.
+
+    Thousands of SVG points made every frame of the page slow to composite
+    (each point is its own paint chunk), whatever changed. Each point is a
+    dot of its colour ``rgb`` (N, 3) as bqplot draws it; with a selection,
+    the veil of :func:`highlight_pixels` dims the others and the selected
+    dots are drawn again on top, each in a black ring.
+    """
+    width, height = size
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    chosen, rgb = np.asarray(chosen, bool), np.asarray(rgb, np.uint8).reshape(-1, 3)
+    keep = np.isfinite(x) & np.isfinite(y)
+    (x0, x1), (y0, y1) = x_range, y_range
+    cols = np.floor((x - x0) / (x1 - x0) * width).astype(int)
+    rows = np.floor((y1 - y) / (y1 - y0) * height).astype(int)
+    dot, outer = _disc(DOT_PX * OVERSAMPLE), (DOT_PX + 1.3) * OVERSAMPLE
+    rgba = np.zeros((height, width, 4), np.uint8)
+    one = rgb[0] if len(rgb) and (rgb == rgb[0]).all() else None
+    _stamp(rgba, rows[keep], cols[keep], dot, one if one is not None else rgb[keep])
+    picked = keep & chosen
+    if picked.any():
+        veil = rgba[..., 3] > 0  # over the dots; the white background needs none
+        rgba[veil, :3] = (rgba[veil, :3] * (1 - VEIL / 255) + 255 * VEIL / 255).astype(np.uint8)
+        r, c = rows[picked], cols[picked]
+        _stamp(rgba, r, c, _disc(outer, DOT_PX * OVERSAMPLE), (0, 0, 0))
+        _stamp(rgba, r, c, dot, one if one is not None else rgb[picked])
+    return rgba
+
+
+def _domain(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    pad = PAD * (high - low) if high > low else 0.5 * max(abs(low), 1.0)
+    return low - pad, high + pad
 
 
 def numeric_columns(table: pd.DataFrame | None) -> list[str]:
@@ -71,6 +160,7 @@ class _Histogram:
         self.brush.observe(self._brushed, "brushing")
         self.column.observe(lambda _: self.draw(), "value")
         self.widget = widgets.VBox([self.column, self.figure])
+        self._bins = None  # (rows' table, column, frame, edges, finite values) of the last draw
 
     def _brushed(self, change) -> None:
         if change.new or self.brush.selected is None or len(self.brush.selected) != 2:
@@ -84,16 +174,24 @@ class _Histogram:
     def draw(self) -> None:
         if self.explorer._quiet:
             return
-        rows = self.explorer.rows()
+        explorer = self.explorer
+        rows = explorer.rows()
         column = self.column.value
         if column is None or column not in rows:
+            return
+        key = (id(explorer.state.table), column, explorer.state.frame)
+        if self._bins is not None and self._bins[0] == key:  # only the selection changed
+            edges, values, finite = self._bins[2:]
+            chosen = rows.index.isin(explorer.state.selected) & finite
+            self.chosen.y = np.histogram(values[chosen], edges)[0].astype(float)
             return
         values = rows[column].to_numpy(float)
         finite = np.isfinite(values)
         edges = np.histogram_bin_edges(values[finite], bins=30) if finite.any() else np.arange(2.0)
         centres = (edges[:-1] + edges[1:]) / 2
-        chosen = rows.index.isin(self.explorer.state.selected) & finite
+        chosen = rows.index.isin(explorer.state.selected) & finite
         counts = np.histogram(values[finite], edges)[0].astype(float)
+        self._bins = (key, explorer.state.table, edges, values, finite)  # the table held: its id
         with self.sx.hold_sync(), self.sy.hold_sync():  # Bars alone pad the x range widely
             self.sx.min, self.sx.max = float(edges[0]), float(edges[-1])
             self.sy.max = float(max(counts.max(initial=0.0), 1.0) * 1.05)
@@ -110,21 +208,29 @@ class Explorer:
 
     def __init__(self, state: AppState, errors: widgets.Output):
         self.state, self.errors = state, errors
-        self.sx, self.sy = bq.LinearScale(), bq.LinearScale()
+        # domains set from the data, no padding: the highlight layer knows where each point is
+        self.sx = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
+        self.sy = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
         scales = {"x": self.sx, "y": self.sy}
-        # The selection is the scatter's own ``selected`` style: restyling the points in the
-        # browser is much cheaper than drawing a second mark with one element per selected row.
+        # The selection is drawn by the highlight layer over the points, not as their style.
+        # Above RASTER_POINTS points the layer draws the points too, and the Scatter is empty.
         self.points = bq.Scatter(
             x=[], y=[], scales=scales, default_size=14, colors=[UNLABELLED],
-            selected_style={"stroke": "black", "stroke-width": "2.5", "opacity": "1"},
-            unselected_style={"opacity": "0.45"},
+            selected_style={}, unselected_style={},
         )  # fmt: skip
-        self._restyling = False  # our own update of points.selected, not a lasso
+        self.highlight = bq.Image(image=widgets.Image(value=_EMPTY, format="png"), scales=scales,
+                                  x=[0.0, 1.0], y=[0.0, 1.0], visible=False)  # fmt: skip
+        # the same points as one invisible path: what the lasso selects from (one SVG element)
+        self.trace = bq.Lines(x=[], y=[], scales=scales, colors=["black"], opacities=[0.0],
+                              stroke_width=0.5)  # fmt: skip
+        self._shown = None  # what the highlight layer shows now
+        self._rgb = np.zeros((0, 3), np.uint8)  # the points' colours, for the raster
+        # no marks: the browser computes and restyles nothing while the rectangle moves
         self.brush = bq.interacts.BrushSelector(
-            x_scale=self.sx, y_scale=self.sy, marks=[self.points], color="red"
+            x_scale=self.sx, y_scale=self.sy, marks=[], color="red"
         )
         self.lasso = bq.interacts.LassoSelector(
-            x_scale=self.sx, y_scale=self.sy, marks=[self.points], color="red"
+            x_scale=self.sx, y_scale=self.sy, marks=[self.trace], color="red"
         )
         self.x = widgets.Dropdown(description="x", value=None, layout={"width": "200px"})
         self.y = widgets.Dropdown(description="y", value=None, layout={"width": "200px"})
@@ -132,10 +238,12 @@ class Explorer:
             bq.Axis(tick_format=".3~g", scale=self.sx, num_ticks=5),
             bq.Axis(tick_format=".3~g", scale=self.sy, orientation="vertical", num_ticks=5),
         ]
+        width, height = SCATTER_SIZE
         self.figure = bq.Figure(
-            marks=[self.points], axes=self.axes, interaction=self.brush,
-            fig_margin={"top": 10, "bottom": 35, "left": 55, "right": 10},
-            layout=widgets.Layout(width="510px", height="360px"),
+            marks=[self.points, self.trace, self.highlight], axes=self.axes,
+            interaction=self.brush,
+            fig_margin=SCATTER_MARGIN, padding_x=0, padding_y=0,
+            layout=widgets.Layout(width=f"{width}px", height=f"{height}px"),
         )  # fmt: skip
         self.figure.add_class("atomstat-scatter")
         self.tool = widgets.ToggleButtons(
@@ -168,7 +276,7 @@ class Explorer:
     def _wire(self) -> None:
         state = self.state
         self.brush.observe(self._brushed, "brushing")
-        self.points.observe(self._lassoed, "selected")
+        self.trace.observe(self._lassoed, "selected")
         self.tool.observe(self._set_tool, "value")
         self.mode.observe(lambda c: setattr(state, "selection_mode", c.new), "value")
         state.observe(lambda c: setattr(self.mode, "value", c.new), "selection_mode")
@@ -196,7 +304,7 @@ class Explorer:
 
     def _lassoed(self, change) -> None:
         """The lasso closed: the points inside it become an ids rule on the state."""
-        if self.tool.value != "lasso" or change.new is None or self._restyling:
+        if self.tool.value != "lasso" or change.new is None:
             return
         rows = self.rows()
         index = np.asarray(change.new, int)
@@ -258,26 +366,59 @@ class Explorer:
                               UNLABELLED)  # fmt: skip
         if all(c == UNLABELLED for c in colors):
             colors = []  # one colour for all: no list of N strings to send and restyle
+        x, y = rows[self.x.value].to_numpy(float), rows[self.y.value].to_numpy(float)
+        self._rgb = hex_rgb(colors or [UNLABELLED] * len(rows)).reshape(-1, 3)
+        with self.sx.hold_sync(), self.sy.hold_sync():
+            (self.sx.min, self.sx.max), (self.sy.min, self.sy.max) = _domain(x), _domain(y)
+        svg = len(rows) <= RASTER_POINTS  # else the highlight layer draws the points
         with self.points.hold_sync():
-            self.points.x = rows[self.x.value].to_numpy(float)
-            self.points.y = rows[self.y.value].to_numpy(float)
-            self.points.colors = colors or [UNLABELLED]
+            self.points.x, self.points.y = (x, y) if svg else (np.zeros(0), np.zeros(0))
+            self.points.colors = (colors or [UNLABELLED]) if svg else [UNLABELLED]
+        with self.trace.hold_sync():
+            self.trace.x, self.trace.y = x, y
         self.axes[0].label, self.axes[1].label = self.x.value, self.y.value
         self.draw_selection()
 
     def draw_selection(self) -> None:
-        """Ring the selected points, recount the histograms, list the selected rows."""
-        rows = self.rows()
-        if self.x.value in rows:
-            picked = np.flatnonzero(rows.index.isin(self.state.selected)) if len(rows) else []
-            self._restyling = True
-            try:
-                self.points.selected = picked if len(picked) else None
-            finally:
-                self._restyling = False
+        """Highlight the selected points, recount the histograms, list the selected rows."""
+        self._draw_highlight()
         for hist in self.histograms:
             hist.draw()
         self._draw_table()
+
+    def plot_size(self) -> tuple[int, int]:
+        """The highlight layer's size in px: the scatter's plot area, ``OVERSAMPLE`` times."""
+        width, height = SCATTER_SIZE
+        m = SCATTER_MARGIN
+        return (OVERSAMPLE * (width - m["left"] - m["right"]),
+                OVERSAMPLE * (height - m["top"] - m["bottom"]))  # fmt: skip
+
+    def _draw_highlight(self) -> None:
+        rows = self.rows()
+        if self.x.value not in rows or self.y.value not in rows:
+            return
+        chosen = rows.index.isin(self.state.selected) if len(rows) else np.zeros(0, bool)
+        ranges = ((self.sx.min, self.sx.max), (self.sy.min, self.sy.max))
+        raster = len(rows) > RASTER_POINTS
+        key = (id(self.state.table), self.state.frame, self.x.value, self.y.value, ranges,
+               np.flatnonzero(chosen).tobytes(), raster and self._rgb.tobytes())  # fmt: skip
+        if self._shown is not None and self._shown[0] == key:
+            return
+        self._shown = (key, self.state.table)  # the table held, so that its id stays its own
+        if not chosen.any() and not raster:
+            self.highlight.visible = False
+            return
+        x, y = rows[self.x.value].to_numpy(float), rows[self.y.value].to_numpy(float)
+        if raster:
+            pixels = scatter_pixels(x, y, self._rgb, chosen, *ranges, self.plot_size())
+        else:
+            pixels = highlight_pixels(x, y, chosen, *ranges, self.plot_size())
+        old = self.highlight.image
+        with self.highlight.hold_sync():
+            self.highlight.image = widgets.Image(value=png(pixels), format="png")
+            self.highlight.x, self.highlight.y = list(ranges[0]), list(ranges[1])
+            self.highlight.visible = True
+        old.close()  # the browser has the new one: no widget left behind per brush
 
     def _draw_table(self) -> None:
         state = self.state

@@ -248,9 +248,11 @@ class ImageView:
             # the base Layers itself is held in the key's tuple, so that its id stays its own
             kept = self._base_rgba = (key, render_base(view, layers), self._base[2])
         rgba = draw_marks(kept[1].copy(), view, layers)
+        old = self.overlay.image
         with self.overlay.hold_sync():
             self.overlay.image = widgets.Image(value=png(rgba), format="png")
             self.overlay.x, self.overlay.y = [view.x0, view.x1], [view.y1, view.y0]
+        old.close()  # the browser has the new one: no widget left behind per redraw
 
     def _view_moved(self) -> None:
         """The axes moved (pan, zoom, full view): new scale bar, new layer."""

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import app.explorer
 import atomstat
+from app.explorer import DOT_PX, OVERSAMPLE, VEIL
 from app.page import make_page
 from app.render import display_png, reduce
 from app.selection import IdsRule
@@ -64,6 +66,43 @@ def _rings(view):
         if inside and all(tuple(rgba[a, b, :3]) == (255, 212, 0) for a, b in inside):
             found.add(int(atom))
     return found
+
+
+def _lit(explorer, expected):
+    """Ids of the scatter's points that its highlight layer shows selected: a clear hole in
+    the veil at the point, in a black ring. Points too near a point of ``expected`` to tell
+    (inside its hole) are left out."""
+    rows = explorer.rows()
+    if not explorer.highlight.visible:
+        return set()
+    la = Image.open(io.BytesIO(explorer.highlight.image.value))
+    assert la.mode == "LA"  # grey and alpha: half the bytes of RGBA
+    rgba = np.asarray(la.convert("RGBA"))
+    h, w = rgba.shape[:2]
+    assert (w, h) == explorer.plot_size()
+    (x0, x1), (y0, y1) = explorer.highlight.x, explorer.highlight.y
+    assert (x0, x1, y0, y1) == (explorer.sx.min, explorer.sx.max, explorer.sy.min, explorer.sy.max)
+    px = (rows[explorer.x.value].to_numpy() - x0) / (x1 - x0) * w
+    py = (y1 - rows[explorer.y.value].to_numpy()) / (y1 - y0) * h
+    c, r = np.floor(px).astype(int), np.floor(py).astype(int)
+    hole = (DOT_PX + 1.3) * OVERSAMPLE + 2  # and the rounding of both points to pixels
+    chosen = rows.index.isin(list(expected))
+    d = np.hypot(px[:, None] - px[None, chosen], py[:, None] - py[None, chosen])
+    near = (d < hole).any(1) & ~chosen
+    lit = set()
+    for atom, ri, ci, skip in zip(rows.index, r, c, near, strict=True):
+        if skip or not (0 <= ri < h and 0 <= ci < w):
+            continue
+        pixel = tuple(rgba[ri, ci])
+        if pixel[3] == 0:  # a hole in the veil: its dot at full colour
+            ring = rgba[ri, min(ci + int(round((DOT_PX + 0.6) * OVERSAMPLE)), w - 1)]
+            assert tuple(ring) == (0, 0, 0, 255), f"no black ring around point {atom}"
+            lit.add(int(atom))
+        elif pixel == (0, 0, 0, 255):  # under the ring of a selected neighbour
+            lit.add(int(atom))
+        else:
+            assert pixel == (255, 255, 255, VEIL)  # veiled: shown dimmed
+    return lit
 
 
 def _centre_colour(view, atom):
@@ -235,11 +274,56 @@ def test_brush_on_scatter_lights_up_the_image_and_the_table(page):
     expected = table[(table.area >= low) & table.circularity.between(0, 1)]
     assert set(page.state.selected) == set(expected.index)
     assert _rings(page.image) == set(expected.index)  # the linked image view
-    assert set(table.index[explorer.points.selected]) == set(expected.index)  # styled points
+    assert _lit(explorer, expected.index) == set(expected.index)  # the scatter's highlight
+    assert explorer.brush.marks == [] and explorer.points.selected is None  # no restyling
     assert f"{len(expected)} selected" in explorer.count.value
     assert len(re.findall("<tr>", explorer.table.value)) == min(len(expected), 12) + 1
     hist = explorer.histograms[0]
     assert hist.chosen.y.sum() == len(expected)
+
+
+def test_many_points_are_drawn_as_pixels_and_still_brushed_and_lassoed(page, monkeypatch):
+    monkeypatch.setattr(app.explorer, "RASTER_POINTS", 10)
+    table, explorer, state = page.state.table, page.explorer, page.state
+    explorer.draw()
+    assert len(explorer.points.x) == 0 and len(explorer.trace.x) == len(table)  # no SVG points
+    assert explorer.highlight.visible
+
+    def shown(expected):
+        """Ids whose dot shows at full colour; the others must show veiled (or, with nothing
+        selected, at full colour too). Points under a selected one's dot or ring are left out."""
+        rgba = np.asarray(Image.open(io.BytesIO(explorer.highlight.image.value)).convert("RGBA"))
+        h, w = rgba.shape[:2]
+        (x0, x1), (y0, y1) = explorer.highlight.x, explorer.highlight.y
+        px = (table[explorer.x.value].to_numpy() - x0) / (x1 - x0) * w
+        py = (y1 - table[explorer.y.value].to_numpy()) / (y1 - y0) * h
+        chosen = table.index.isin(list(expected))
+        d = np.hypot(px[:, None] - px[None, chosen], py[:, None] - py[None, chosen])
+        near = (d < 2 * (DOT_PX + 1.3) * OVERSAMPLE + 1).any(1) & ~chosen
+        veiled = int(127 * (1 - VEIL / 255) + 255 * VEIL / 255)
+        out = set()
+        for atom, x, y, skip in zip(table.index, px, py, near, strict=True):
+            pixel = tuple(rgba[int(y), int(x)])
+            if skip:
+                continue
+            if pixel == (127, 127, 127, 255):  # the unlabelled grey, at full colour
+                out.add(int(atom))
+            else:
+                assert pixel == (veiled, veiled, veiled, 255), pixel
+        return out
+
+    assert shown(set()) == set(table.index)  # nothing selected: every dot at full colour
+    low = float(table.area.quantile(0.6))
+    explorer.brush.brushing = True
+    explorer.brush.selected_x, explorer.brush.selected_y = [low, 1e9], [0.0, 1.0]
+    explorer.brush.brushing = False
+    expected = set(table.index[(table.area >= low) & table.circularity.between(0, 1)])
+    assert set(state.selected) == expected and shown(expected) == expected
+    explorer.tool.value = "lasso"
+    explorer.trace.selected = [0, 1, 2]
+    assert set(state.selected) == set(table.index[:3]) and shown(state.selected) == set(
+        table.index[:3]
+    )
 
 
 def test_modes_lasso_and_interval_brush(page):
@@ -254,7 +338,7 @@ def test_modes_lasso_and_interval_brush(page):
     assert set(page.state.selected) == big
     explorer.mode.value = "remove"
     explorer.tool.value = "lasso"
-    explorer.points.selected = [0, 1, 2]  # what the lasso sends when it closes
+    explorer.trace.selected = [0, 1, 2]  # what the lasso sends when it closes
     assert set(page.state.selected) == big - set(table.index[:3])
     explorer.mode.value = "intersect"
     explorer.tool.value = "brush"
@@ -264,9 +348,12 @@ def test_modes_lasso_and_interval_brush(page):
     expected = (big - set(table.index[:3])) & set(table.index[table.circularity <= 0.9])
     assert set(page.state.selected) == expected
     assert _rings(page.image) == expected
-    assert set(table.index[explorer.points.selected]) == expected  # not taken for a lasso
+    assert _lit(explorer, expected) == expected  # not the lasso's points
     page.labels.undo.click()
     assert set(page.state.selected) == big - set(table.index[:3])
+    assert _lit(explorer, big - set(table.index[:3])) == big - set(table.index[:3])
+    explorer.clear.click()
+    assert not explorer.highlight.visible and _lit(explorer, set()) == set()
 
 
 def test_click_selects_an_atom_and_labels_recolour_every_view(page):

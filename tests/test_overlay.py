@@ -11,6 +11,7 @@ from app.overlay import (
     RING,
     Layers,
     _disc,
+    _stamp,
     draw_marks,
     hex_rgb,
     png,
@@ -31,16 +32,16 @@ def layers():
     return Layers(x, y, hex_rgb(["#ffffff"] * 300), rng.random(300) < 0.3, prob=prob)
 
 
-@pytest.mark.parametrize("shape", [(7, 5), (7, 5, 3), (7, 5, 4)])
+@pytest.mark.parametrize("shape", [(7, 5), (7, 5, 2), (7, 5, 3), (7, 5, 4)])
 def test_png_decodes_to_the_same_pixels(shape):
     pixels = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
     decoded = np.asarray(Image.open(io.BytesIO(png(pixels))))
     np.testing.assert_array_equal(decoded, pixels)
 
 
-def test_png_refuses_two_channels():
-    with pytest.raises(ValueError, match="1, 3 or 4 channels"):
-        png(np.zeros((2, 2, 2), np.uint8))
+def test_png_refuses_five_channels():
+    with pytest.raises(ValueError, match="1 to 4 channels"):
+        png(np.zeros((2, 2, 5), np.uint8))
 
 
 def test_rings_are_exactly_the_selected_atoms(layers):
@@ -75,3 +76,16 @@ def test_one_colour_shortcut_draws_what_per_atom_colours_draw(layers):
     np.testing.assert_array_equal(render_overlay(view, layers), fast)
     contour = (fast[..., 3] == 230).sum()
     assert contour > 100  # contours are drawn
+
+
+def test_many_stamps_paint_the_pixels_of_few_stamps():
+    rng = np.random.default_rng(5)
+    rows, cols = rng.integers(-8, 48, 400), rng.integers(-8, 68, 400)
+    offsets = _disc(6.5, 4.6)
+    many = np.zeros((40, 60, 4), np.uint8)
+    _stamp(many, rows, cols, offsets, RING)  # 400 x 68 offsets: by shifting the seeds
+    few = np.zeros((40, 60, 4), np.uint8)
+    for part in np.array_split(np.arange(400), 100):  # 4 x 68 offsets each: one by one
+        _stamp(few, rows[part], cols[part], offsets, RING)
+    np.testing.assert_array_equal(many, few)
+    assert (many[..., 3] == 255).sum() > 1000
