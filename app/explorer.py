@@ -120,12 +120,12 @@ def numeric_columns(table: pd.DataFrame | None) -> list[str]:
     """Columns that can go on an axis (numeric, not ids or flags)."""
     if table is None:
         return []
-    return [
+    return [  # from the dtypes: taking each column copies the table's attrs
         c
-        for c in table.columns
+        for c, dtype in table.dtypes.items()
         if c not in _HIDDEN
-        and pd.api.types.is_numeric_dtype(table[c])
-        and not pd.api.types.is_bool_dtype(table[c])
+        and pd.api.types.is_numeric_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype)
     ]
 
 
@@ -362,8 +362,10 @@ class Explorer:
         rows = self.rows()
         if self.x.value is None or self.y.value is None or self.x.value not in rows:
             return
-        colors = label_colors(self.state.labels.labels(rows.index), self.state.labels.classes,
-                              UNLABELLED)  # fmt: skip
+        labels = self.state.labels
+        colors = []  # nothing labelled: no look-up of every row's label
+        if any(labels.counts().values()):
+            colors = label_colors(labels.labels(rows.index), labels.classes, UNLABELLED)
         if all(c == UNLABELLED for c in colors):
             colors = []  # one colour for all: no list of N strings to send and restyle
         x, y = rows[self.x.value].to_numpy(float), rows[self.y.value].to_numpy(float)

@@ -205,7 +205,7 @@ class ImageView:
         state = self.state
         labels = state.labels
         colors = [UNLABELLED] * len(rows)
-        if self.show["labels"].value and len(rows):
+        if self.show["labels"].value and len(rows) and any(labels.counts().values()):
             colors = label_colors(labels.labels(rows.index), labels.classes)
         prob = None
         if state.prob is not None and not state.dumbbell_mode:
