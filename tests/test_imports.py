@@ -41,6 +41,20 @@ def test_import_atomstat_leaves_heavy_libraries_unimported():
     assert _fresh(code) == []
 
 
+def test_the_predictor_imports_tensorflow_only_when_the_network_runs():
+    """atomstat.fcn.predict and its block averaging need no TensorFlow; load_model does."""
+    code = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from atomstat.fcn import predict\n"
+        "predict.block_factor(2.2); predict.block_mean(np.ones((32, 32)), 2)\n"
+        "before = 'tensorflow' in sys.modules\n"
+        "predict.load_model()\n"
+        "print(json.dumps([before, 'tensorflow' in sys.modules]))\n"
+    )
+    assert _fresh(code) == [False, True]
+
+
 def test_the_heavy_library_check_can_fail():
     """The same probe sees a library a public name pulls in (so the test above can fail)."""
     code = (
