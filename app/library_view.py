@@ -16,6 +16,7 @@ with a brush, the gallery of the selected hits and a label box.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -125,7 +126,7 @@ class LibraryView:
         import ipywidgets as widgets
 
         self.gallery, self.user = gallery, user
-        materials = [None, *gallery.library.materials()]
+        materials = [("every material", None), *((m, m) for m in gallery.library.materials())]
         self.material = widgets.Dropdown(options=materials, description="material")
         self.kind = widgets.Dropdown(options=gallery.kinds(), description="kind")
         self.axes = ("area", "intensity")
@@ -134,11 +135,16 @@ class LibraryView:
         self.brush = bq.interacts.BrushSelector(x_scale=sx, y_scale=sy, marks=[self.points])
         self.scatter = bq.Figure(
             marks=[self.points], interaction=self.brush,
-            axes=[bq.Axis(scale=sx, label=self.axes[0]),
-                  bq.Axis(scale=sy, label=self.axes[1], orientation="vertical")],
-            layout=widgets.Layout(width="360px", height="320px"),
+            axes=[bq.Axis(scale=sx, label=self.axes[0], num_ticks=5, tick_format="~s"),
+                  bq.Axis(scale=sy, label=self.axes[1], orientation="vertical", num_ticks=5,
+                          tick_format="~s", label_offset="45px")],
+            fig_margin={"top": 15, "bottom": 45, "left": 65, "right": 15},
+            layout=widgets.Layout(width="380px", height="340px", flex="0 0 auto"),
         )  # fmt: skip
-        self.tiles = widgets.GridBox(layout=widgets.Layout(grid_template_columns="repeat(8, 72px)"))
+        # One HTML block for the gallery: a widget per crop took the page seconds to draw.
+        self.shown = 0  # crops in the gallery
+        self.tiles = widgets.HTML(layout=widgets.Layout(max_height="460px", overflow="auto",
+                                                        flex="1 1 auto"))  # fmt: skip
         self.name = widgets.Text(placeholder="label, e.g. Si dopant")
         self.apply = widgets.Button(description="label selected")
         self.status = widgets.HTML()
@@ -148,7 +154,7 @@ class LibraryView:
         self.apply.on_click(lambda _: self._label())
         controls = widgets.HBox([self.material, self.kind])
         box = widgets.HBox([self.name, self.apply, self.status])
-        self.widget = widgets.VBox([controls, widgets.HBox([self.scatter, self.tiles]), box])
+        self.widget = widgets.VBox([controls, box, widgets.HBox([self.scatter, self.tiles])])
         self.refresh()
 
     def refresh(self) -> None:
@@ -166,18 +172,31 @@ class LibraryView:
         self._draw_tiles()
 
     def _draw_tiles(self) -> None:
-        import ipywidgets as widgets
+        import base64
+        import html
 
         g = self.gallery
         labels = g.labels()
         tiles = []
         for i in np.flatnonzero(g.selected):
-            image = widgets.Image(value=crop_png(g.crops[i]), format="png", width=64, height=64)
-            caption = f"{g.hits.name[i]} f{g.hits.frame[i]}" + (
-                f"<br><b>{labels[i]}</b>" if labels[i] else ""
+            png = base64.b64encode(crop_png(g.crops[i])).decode()
+            name, frame = str(g.hits.name[i]), int(g.hits.frame[i])
+            label = f"<br><b>{html.escape(str(labels[i]))}</b>" if labels[i] else ""
+            title = html.escape(f"{name}, frame {frame}", quote=True)
+            tiles.append(
+                f"<figure title='{title}' style='margin:0;width:64px'>"
+                f"<img src='data:image/png;base64,{png}' width=64 height=64 "
+                "style='image-rendering:pixelated;display:block'>"
+                "<figcaption style='font-size:10px;line-height:1.2;overflow:hidden;"
+                f"text-overflow:ellipsis;white-space:nowrap'>{html.escape(Path(name).stem)} "
+                f"f{frame}{label}</figcaption></figure>"
             )
-            tiles.append(widgets.VBox([image, widgets.HTML(f"<small>{caption}</small>")]))
-        self.tiles.children = tiles
+        self.tiles.value = (
+            "<div style='display:grid;grid-template-columns:repeat(auto-fill,64px);gap:6px'>"
+            + "".join(tiles)
+            + "</div>"
+        )
+        self.shown = len(tiles)
         self.status.value = f"{len(tiles)} of {len(g.hits)} selected"
 
     def _label(self) -> None:

@@ -56,6 +56,7 @@ class LiveFeed:
         self.atoms = 0
         self.newest: pd.DataFrame | None = None  # the atoms of the newest frame
         self.newest_key = None  # (source_id, frame)
+        self._sources: dict = {}  # source_id -> (path, name)
 
     def poll(self) -> bool:
         """Read the partitions written since the last call; True if there were any."""
@@ -105,15 +106,25 @@ class LiveFeed:
         index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, self.bins - 1)
         self.counts[column] += np.bincount(index, minlength=self.bins)
 
+    def source(self, sid: str):
+        """``(path, name)`` of the source ``sid`` from the dataset's sources (None, None
+        while its record is not written)."""
+        if sid not in self._sources:
+            from atomstat.library import Library
+
+            paths = Library(self.root).query("select source_id, path, name from sources")
+            for row in paths.itertuples(index=False):
+                self._sources[row.source_id] = (row.path, row.name)
+        return self._sources.get(sid, (None, None))
+
     def newest_image(self) -> np.ndarray | None:
         """The pixels of the newest frame, read from its source (None before any)."""
         if self.newest_key is None:
             return None
-        from atomstat.library import Library, _frame
+        from atomstat.library import _frame
 
         sid, frame = self.newest_key
-        paths = Library(self.root).query("select source_id, path from sources")
-        path = paths.set_index("source_id")["path"].get(sid)
+        path, _ = self.source(sid)
         return _frame(path, frame) if path is not None else None
 
 
@@ -133,8 +144,11 @@ class LiveView:
         )
         self.points = bq.Scatter(x=[], y=[], scales={"x": sx, "y": sy}, default_size=12,
                                  colors=["#00b4ff"], stroke="black")  # fmt: skip
-        self.frame = bq.Figure(marks=[self.image, self.points], padding_y=0, title="waiting",
-                               layout=widgets.Layout(width="420px", height="420px"))  # fmt: skip
+        self.frame = bq.Figure(
+            marks=[self.image, self.points], padding_y=0, title="waiting",
+            fig_margin={"top": 40, "bottom": 10, "left": 10, "right": 10},
+            layout=widgets.Layout(width="460px", height="490px"),
+        )  # fmt: skip
         self.bars = {}
         figures = []
         for column in feed.columns:
@@ -142,11 +156,17 @@ class LiveView:
             bars = bq.Bars(x=[0.0, 1.0], y=[0.0, 0.0], scales={"x": bx, "y": by},
                            colors=["#9e9e9e"])  # fmt: skip
             self.bars[column] = bars
-            axis = bq.Axis(scale=bx, num_ticks=4, tick_format=".3~g")
-            layout = widgets.Layout(width="260px", height="160px")
-            figures.append(bq.Figure(marks=[bars], title=column, axes=[axis], layout=layout))
-        self.table = widgets.HTML()
-        self.widget = widgets.HBox([self.frame, widgets.VBox([*figures, self.table])])
+            axis = bq.Axis(scale=bx, num_ticks=4, tick_format=".3~s")
+            counts = bq.Axis(scale=by, orientation="vertical", num_ticks=3, tick_format="~s")
+            layout = widgets.Layout(width="340px", height="150px")
+            margin = {"top": 30, "bottom": 25, "left": 45, "right": 15}
+            figures.append(bq.Figure(marks=[bars], title=column, axes=[axis, counts],
+                                     fig_margin=margin, layout=layout))  # fmt: skip
+        self.table = widgets.HTML(layout=widgets.Layout(margin="0 0 0 20px"))
+        self.widget = widgets.HBox(
+            [self.frame, widgets.VBox(figures), self.table],
+            layout=widgets.Layout(align_items="flex-start"),
+        )
 
     def refresh(self) -> bool:
         """Poll the feed and redraw what changed; True if anything did."""
@@ -164,19 +184,29 @@ class LiveView:
         with self.points.hold_sync():
             self.points.x, self.points.y = atoms["x"].to_numpy(), atoms["y"].to_numpy()
         sid, frame = self.feed.newest_key
-        self.frame.title = f"frame {frame} of {sid[:8]}: {len(atoms)} atoms"
+        name = self.feed.source(sid)[1] or sid[:8]
+        self.frame.title = f"{name}, frame {frame}: {len(atoms)} atoms"
         for column, bars in self.bars.items():
             edges = self.feed.edges.get(column)
             if edges is not None:
                 with bars.hold_sync():
                     bars.x = (edges[:-1] + edges[1:]) / 2
                     bars.y = self.feed.counts[column].astype(float)
-        rows = "".join(
-            f"<tr><td>{k}</td><td>{n}</td></tr>" for k, n in sorted(self.feed.kinds.items())
+        kinds = {k: n for k, n in self.feed.kinds.items() if k != FLAGGED}
+        cell = "padding:0 8px"
+        rows = (
+            "".join(
+                f"<tr><td style='{cell}'>{k}</td><td style='{cell};text-align:right'>{n}</td></tr>"
+                for k, n in sorted(kinds.items())
+            )
+            or f"<tr><td style='{cell}' colspan=2>none found yet</td></tr>"
         )
+        flags = self.feed.kinds.get(FLAGGED)
+        flagged = "" if flags is None else f"<p>{flags} atoms with an anomaly flag</p>"
         self.table.value = (
             f"<b>{self.feed.frames} frames, {self.feed.atoms} atoms</b>"
-            f"<table><tr><th>defect</th><th>count</th></tr>{rows}</table>"
+            f"<table style='margin-top:6px'><tr><th style='{cell};text-align:left'>defect</th>"
+            f"<th style='{cell}'>count</th></tr>{rows}</table>{flagged}"
         )
         return True
 

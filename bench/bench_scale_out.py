@@ -11,6 +11,13 @@ movie (TensorFlow uses every core); each worker has one task thread and an
 equal share of the cores. Each cluster is warmed up (model loaded, graph
 traced) before it is timed. The load average is printed: on a shared
 machine the ratios, not the absolute rates, are the figures to read.
+
+The memory section runs the same batch on a short and a long lazy movie and
+prints each worker's peak RSS and the peak RSS of this process (the client
+and, for a LocalCluster, the scheduler) sampled during the run: neither may
+grow with the number of frames. (It did, by the size of the movie, while
+``atomstat.load(lazy=True)`` handed the memory map to ``dask.from_array``,
+which copies what it is given.)
 """
 
 from __future__ import annotations

@@ -64,14 +64,14 @@ def test_the_view_draws_the_brushed_hits(library, tmp_path):
     view.material.value = "graphene"
     view.kind.value = "brighter (> 1.5x)"
     hits = gallery.hits
-    assert len(view.points.x) == len(hits) == len(view.tiles.children)
+    assert len(view.points.x) == len(hits) == view.shown == view.tiles.value.count("<figure")
     x0, x1 = np.percentile(hits["area"], [0, 60])
     y0, y1 = hits["intensity"].min() - 1, hits["intensity"].max() + 1
     view.brush.brushing = True
     view.brush.selected_x, view.brush.selected_y = [x0, x1], [y0, y1]
     view.brush.brushing = False
     chosen = int(hits["area"].between(x0, x1).sum())
-    assert len(view.tiles.children) == chosen < len(hits)
+    assert view.shown == view.tiles.value.count("<figure") == chosen < len(hits)
     view.name.value = "Si"
     view.apply.click()
     assert "labelled" in view.status.value and (gallery.labels() == "Si").sum() == chosen
