@@ -8,8 +8,10 @@ Every figure is the wall clock of a fresh Python process, as a new user pays it:
 - the CLI, ``atomstat analyze one_512.npy --out DIR``, on a 512^2 hexagonal
   lattice (spacing 24 px, sigma 2.2 px, dose 100, as in bench_speed.py);
 - the stages of that first result in one fresh process: ``import
-  atomstat.pipeline``, ``load``, the first ``analyze`` (TensorFlow's import, the
-  model's load and the trace) and a second ``analyze`` of the same image;
+  atomstat.pipeline``, ``load``, TensorFlow's import, the model's load (once per
+  process), the trace on a 32^2 image (``atomstat.fcn.predict.warm``), the first
+  and a second ``analyze``, and an ``analyze`` of a new size (the traced network
+  takes any size: the number of traces is printed);
 - trackpy: ``import trackpy`` and ``trackpy.locate`` (diameter 11, minmass 0)
   on the same image, in a fresh process.
 
@@ -57,12 +59,27 @@ t = time.perf_counter()
 signal = atomstat.load(path)
 times["load"] = time.perf_counter() - t
 t = time.perf_counter()
+import keras, tensorflow
+times["import tensorflow, keras"] = time.perf_counter() - t
+from atomstat.fcn.predict import load_model, warm
+t = time.perf_counter()
+load_model()
+times["load the model (once per process)"] = time.perf_counter() - t
+t = time.perf_counter()
+warm()
+times["trace on 32^2 (warm)"] = time.perf_counter() - t
+t = time.perf_counter()
 atoms = atomstat.analyze(signal)
-times["first analyze (TF import, model, trace)"] = time.perf_counter() - t
+times["first analyze (after warm)"] = time.perf_counter() - t
 t = time.perf_counter()
 atomstat.analyze(signal)
 times["second analyze"] = time.perf_counter() - t
+t = time.perf_counter()
+atomstat.analyze(signal.data[:384, :448])
+times["analyze of a new size, 384 x 448 (no retrace)"] = time.perf_counter() - t
+times["traces"] = load_model()[1].experimental_get_tracing_count()
 times["atoms"] = len(atoms)
+times["resolution"] = atoms.attrs["resolution"]
 print(json.dumps(times))
 """
 
@@ -156,11 +173,14 @@ def main() -> None:
     print(row("trackpy: import trackpy (in the process)", tp["import_s"]))
     print(row(f"trackpy: locate d=11 ({tp['features']} features)", tp["locate_s"]))
     print(row("trackpy: import + locate (whole process)", tp_wall))
-    print(f"\n## The first result, stage by stage (one fresh process, {stages['atoms']} atoms)\n")
+    print(
+        f"\n## The first result, stage by stage (one fresh process, {stages['atoms']} atoms, "
+        f"{stages['resolution']} px per block, {stages['traces']} trace(s) in all)\n"
+    )
     print("| stage | seconds |")
     print("|---|---|")
     for stage, seconds in stages.items():
-        if stage != "atoms":
+        if stage not in ("atoms", "traces", "resolution"):
             print(f"| {stage} | {seconds:.3f} |")
     print(f"\nmodules after import atomstat: {imports[0][1]['modules']}")
     print(f"# bench_start: after, {loadavg()}")

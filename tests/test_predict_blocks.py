@@ -141,8 +141,8 @@ def test_block_averaged_atoms_match_the_truth_and_the_full_map(sigma):
     shapes within 10 % of the full map's."""
     sim = _lattice(sigma=sigma, spacing=9 * sigma, shape=(320, 320), seed=7, ellipticity=0.2)
     truth = sim.atoms[["x", "y"]].to_numpy()
-    full = atomstat.analyze(sim.image, sigma=sigma, resolution="full")
-    auto = atomstat.analyze(sim.image, sigma=sigma)
+    full = atomstat.analyze(sim.image, sigma=sigma)
+    auto = atomstat.analyze(sim.image, sigma=sigma, resolution="auto")
     assert full.attrs["resolution"] == 1
     assert auto.attrs["resolution"] == block_factor(sigma) >= 2
     errors = {}
@@ -173,7 +173,7 @@ def test_block_averaged_orientation_of_elongated_atoms_is_their_known_angle():
     sx, sy = np.where(stretched, 3.6, 2.2), np.where(stretched, 1.6, 2.2)
     image = render(points, (230, 230), np.ones(len(points)), sx, sy, theta)
     image = (image + rng.normal(0, 0.03, image.shape)).astype(np.float32)
-    atoms = atomstat.analyze(image)
+    atoms = atomstat.analyze(image, resolution="auto")
     assert atoms.attrs["resolution"] == 2
     ti, fi, _ = match_points(points, atoms[["x", "y"]].to_numpy(), 2.0)
     assert len(ti) == len(points) == len(atoms)
@@ -187,5 +187,6 @@ def test_block_averaged_orientation_of_elongated_atoms_is_their_known_angle():
 
 def test_narrow_atoms_stay_at_full_resolution():
     sim = _lattice(sigma=1.4, spacing=12.0, shape=(128, 128), seed=8)
-    atoms = atomstat.analyze(sim.image, sigma=1.4)
+    atoms = atomstat.analyze(sim.image, sigma=1.4, resolution="auto")
     assert atoms.attrs["resolution"] == 1
+    assert atomstat.analyze(sim.image, sigma=2.2).attrs["resolution"] == 1  # default: full
