@@ -240,12 +240,16 @@ PREPROCESSORS = {"stm": stm, "plane": plane, "invert": invert}
 
 
 def get_preprocessor(preprocess):
-    """None, a name in :data:`PREPROCESSORS` or a function of one image -> a function or None."""
+    """None, ``"none"``, a name in :data:`PREPROCESSORS` or a function of one image -> a
+    function or None (``"none"``: the data as recorded, as None, but with no polarity check
+    in :func:`atomstat.analyze`; see :mod:`atomstat.polarity`)."""
     if preprocess is None or callable(preprocess):
         return preprocess
+    if preprocess == "none":
+        return None
     if isinstance(preprocess, str) and preprocess in PREPROCESSORS:
         return PREPROCESSORS[preprocess]
     raise ValueError(
-        f"preprocess must be None, {', '.join(map(repr, PREPROCESSORS))} or a function of one "
-        f"image, got {preprocess!r}"
+        f"preprocess must be None, 'none', {', '.join(map(repr, PREPROCESSORS))} or a "
+        f"function of one image, got {preprocess!r}"
     )
