@@ -47,6 +47,7 @@ def locate(
     sigma: float | None = None,
     refine: bool = True,
     split: bool = False,
+    lattice: bool = True,
 ) -> pd.DataFrame:
     """Find the atoms in a probability map.
 
@@ -81,6 +82,13 @@ def locate(
         split: more than 1.8 times the median area, in parts at least 2.5
         atom widths apart (a dumbbell that the map merged). How many blobs
         were split is in ``attrs["split_blobs"]``.
+    lattice : bool
+        With ``image`` and ``refine``: add the columns of a sublattice that the
+        map missed where the lattice of the found atoms predicts them and the
+        image, averaged over the unit cells, shows them
+        (:func:`atomstat.sublattices.complete_sublattices`: the faint B sites of
+        a perovskite, the S2 columns of MoS2). They have NaN shape descriptors
+        and ``confidence``; ``attrs["lattice_sites_added"]`` counts them.
 
     Returns
     -------
@@ -112,6 +120,7 @@ def locate(
     if sigma is not None:
         sigma = number("sigma", sigma, low=0, high=min(prob.shape[-2:]) / 4, low_open=True)
     refine, split = flag("refine", refine), flag("split", split)
+    lattice = flag("lattice", lattice)
     levels = (threshold, min(threshold + peak_margin, 1.0))
     raw = None if image is None else as_array(image)
     if raw is not None:
@@ -126,9 +135,11 @@ def locate(
                 "or replace them yourself"
             )
     if prob.ndim == 2:
-        return _locate_frame(prob, raw, levels, sigma, refine, split, frame=0)
+        return _locate_frame(prob, raw, levels, sigma, refine, split, frame=0, lattice=lattice)
     tables = [
-        _locate_frame(p, None if raw is None else raw[t], levels, sigma, refine, split, frame=t)
+        _locate_frame(
+            p, None if raw is None else raw[t], levels, sigma, refine, split, t, lattice=lattice
+        )
         for t, p in enumerate(prob)
     ]
     return concat_frames(tables)
@@ -154,13 +165,13 @@ def concat_frames(tables):
         return empty_atoms()
     out = pd.concat(tables, ignore_index=True).rename_axis("atom_id")
     out.attrs.update(tables[0].attrs)
-    for key in ("fragments", "split_blobs", "duplicates"):
+    for key in ("fragments", "split_blobs", "duplicates", "lattice_sites_added"):
         if any(key in t.attrs for t in tables):
             out.attrs[key] = int(sum(t.attrs.get(key, 0) for t in tables))
     return out
 
 
-def _locate_frame(prob, raw, levels, sigma, refine, split, frame):
+def _locate_frame(prob, raw, levels, sigma, refine, split, frame, lattice=False):
     threshold, peak = levels
     shapes, labels = _blob_shapes(prob, threshold)
     if not len(shapes["x"]):
@@ -193,7 +204,16 @@ def _locate_frame(prob, raw, levels, sigma, refine, split, frame):
     atoms = add_neighbours(atoms)
     if raw is not None:
         atoms = add_intensity(atoms, raw, half_width=max(1, round(sigma)))
-    atoms.attrs.update(fragments=fragments, split_blobs=n_split, duplicates=duplicates)
+    added = 0
+    if raw is not None and refine and lattice and len(atoms) >= _LATTICE_ATOMS:
+        from .sublattices import complete_sublattices
+
+        atoms = complete_sublattices(atoms.assign(frame=0), raw, sigma=sigma)
+        atoms["frame"] = frame
+        added = atoms.attrs.pop("lattice_sites_added", 0)
+    atoms.attrs.update(
+        fragments=fragments, split_blobs=n_split, duplicates=duplicates, lattice_sites_added=added
+    )
     return atoms
 
 
@@ -377,6 +397,8 @@ def _blob_shapes(prob, threshold):
     return shapes, labels
 
 
+#: Atoms in a frame before its lattice is searched for missed columns.
+_LATTICE_ATOMS = 40
 _EDGE_BLUR = 0.8  # px: removes the pixel staircase of a hard-edged blob
 
 

@@ -36,7 +36,7 @@ from ._checks import number
 from .describe import add_relative_intensity, add_sublattice_neighbours
 from .table import validate_atoms
 
-__all__ = ["SUBLATTICE", "fit_lattice", "sublattices"]
+__all__ = ["SUBLATTICE", "complete_sublattices", "fit_lattice", "sublattices"]
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +161,21 @@ def fit_lattice(xy, level=None) -> tuple[np.ndarray, np.ndarray] | None:
     if len(xy) < 8:
         return None
     tree = cKDTree(xy)
-    d, idx = tree.query(xy, k=min(_K, len(xy) - 1) + 1)
-    nn = float(np.median(d[:, 1]))
-    if not nn > 0:
-        return None
-    candidates = _candidate_vectors(xy[idx[:, 1:]] - xy[:, None, :], nn, len(xy))
-    shifts = _translations(xy, tree, candidates, nn, level)
-    basis = _basis_from(shifts, nn)
-    return None if basis is None else (basis, shifts)
+    # a cell of many sites (two columns of each of two sublattices) reaches beyond the 12
+    # closest neighbours: then the 24 closest are pooled
+    for k in (_K, 2 * _K):
+        d, idx = tree.query(xy, k=min(k, len(xy) - 1) + 1)
+        nn = float(np.median(d[:, 1]))
+        if not nn > 0:
+            return None
+        candidates = _candidate_vectors(xy[idx[:, 1:]] - xy[:, None, :], nn, len(xy))
+        shifts = _translations(xy, tree, candidates, nn, level)
+        basis = _basis_from(shifts, nn)
+        if basis is not None:
+            return basis, shifts
+        if k >= len(xy) - 1:
+            break
+    return None
 
 
 # --------------------------------------------------------------------------- lattice
@@ -419,3 +426,293 @@ def _site_info(basis, sites, label, level):
             {"offset": offset.round(4).tolist(), "atoms": int(mine.sum()), "intensity": float(med)}
         )
     return {"basis": basis.round(4).tolist(), "sites": stats, "off_site": int((label < 0).sum())}
+
+
+# --------------------------------------------------------------------------- weak sites
+
+#: A site of the cell holds columns when its contrast (an atom-sized Gaussian-weighted
+#: mean against the ring around it), averaged over the cells, is this many standard
+#: errors above zero ...
+WEAK_Z = 6.0
+#: ... and at least this share of the strongest site's contrast.
+WEAK_RATIO = 0.05
+#: The share of a site's positions expected to be empty (vacancies): a missed column is
+#: added where its own contrast is more likely under the site's columns (their median
+#: contrast and spread) than under an empty site (no contrast, the same spread), with
+#: this prior. A clear site (contrast far above the noise) adds a column only where it
+#: shows one; a faint one adds them wherever the lattice predicts a site.
+WEAK_EMPTY = 0.05
+_MIN_CELLS = 20  # reference atoms (cells) needed to average the cell
+_NEIGHBOURHOOD = 9  # predicted positions of a site whose mean contrast must show it
+_SUPPORT = 0.7  # share of the atoms around a predicted position that sit on a site
+
+
+def complete_sublattices(atoms: pd.DataFrame, image, *, sigma: float | None = None):
+    """Add the columns of a sublattice that the finder missed, where the lattice predicts them.
+
+    The lattice and its sites come from :func:`sublattices`. The image is
+    averaged over every unit cell (sampled around each atom of the most
+    populated site, the local origin, so that strain does not blur the
+    average); each peak of that average (every known site, and any new one
+    more than 0.5 nearest-neighbour distances and 2.5 sigma from them) is a
+    site of columns when its contrast (a Gaussian-weighted mean within 1.2
+    sigma against the mean of the ring 1.5-2.5 sigma around it), over the
+    cells, is :data:`WEAK_Z` standard errors above zero and at least
+    :data:`WEAK_RATIO` of the strongest site's. At every predicted position of
+    such a site that holds no atom (none within 0.4 nearest-neighbour
+    distances), an atom is added where its own contrast is more likely under
+    the site's columns than under an empty site (a vacancy), with
+    :data:`WEAK_EMPTY` of the sites empty a priori, and centred on the image
+    (a Gaussian-weighted centroid, moving at most the site tolerance). A
+    position is searched only where the lattice holds (70 % of the atoms
+    within 1.5 cell lengths on its sites) and the mean contrast of the site's 9
+    closest positions reaches half the site's (a second phase, a grain or a
+    mirror domain whose site lies elsewhere gains nothing).
+
+    Parameters
+    ----------
+    atoms : pandas.DataFrame
+        The atoms table of one or more frames (``intensity`` helps to find the
+        lattice, see :func:`sublattices`).
+    image : ndarray of shape (H, W) or (T, H, W)
+        The raw image (frames as in ``atoms["frame"]``).
+    sigma : float, optional
+        Atom width (px); default ``atoms.attrs["sigma"]``, else 0.2 of the
+        nearest-neighbour distance.
+
+    Returns
+    -------
+    atoms : pandas.DataFrame
+        The table with the added atoms appended (new ``atom_id`` values after
+        the others; shape descriptors and ``confidence`` NaN: the network did
+        not see them; ``intensity``, ``nn_distance`` and ``nnn_distance``
+        recomputed for all). ``attrs["lattice_sites_added"]`` counts them.
+    """
+    from .describe import add_intensity, add_neighbours
+    from .table import make_atoms
+
+    validate_atoms(atoms, finite=("x", "y"))
+    frames = np.asarray(image, np.float64)
+    frames = frames[None] if frames.ndim == 2 else frames
+    if frames.ndim != 3:
+        raise ValueError(f"image must be (H, W) or (T, H, W), got shape {np.shape(image)}")
+    if sigma is None:
+        sigma = atoms.attrs.get("sigma")
+    if sigma is not None:
+        sigma = number("sigma", sigma, low=0, low_open=True)
+    out = atoms.copy()
+    added = []
+    level = _log_intensity(atoms)
+    for f in np.unique(atoms["frame"].to_numpy()):
+        if not 0 <= f < len(frames):
+            continue
+        rows = np.flatnonzero(atoms["frame"].to_numpy() == f)
+        xy = atoms[["x", "y"]].to_numpy(np.float64)[rows]
+        new = _weak_frame(xy, None if level is None else level[rows], frames[f], sigma)
+        if len(new):
+            frame = np.full(len(new), f)
+            added.append(make_atoms({"frame": frame, "x": new[:, 0], "y": new[:, 1]}))
+    n_added = int(sum(len(a) for a in added))
+    if n_added:
+        new = pd.concat(added, ignore_index=True)
+        start = int(out.index.max()) + 1 if len(out) else 0
+        new.index = pd.RangeIndex(start, start + n_added, name=out.index.name or "atom_id")
+        attrs = dict(out.attrs)
+        out = pd.concat([out, new[[c for c in out.columns if c in new]]])
+        out = out.sort_values(["frame"], kind="stable")
+        out = add_neighbours(out)
+        width = sigma if sigma is not None else 2.0
+        out = add_intensity(out, frames, half_width=max(1, round(width)))
+        out.attrs.update(attrs)
+    out.attrs["lattice_sites_added"] = n_added
+    return out
+
+
+def _weak_frame(xy, level, image, sigma):
+    """Positions (n, 2) of the missed columns of one frame."""
+    lattice = fit_lattice(xy, level)
+    none = np.empty((0, 2))
+    if lattice is None:
+        return none
+    basis, shifts = lattice
+    tree = cKDTree(xy)
+    nn = float(np.median(tree.query(xy, k=2)[0][:, 1]))
+    sigma = float(sigma) if sigma is not None else 0.2 * nn
+    inv = np.linalg.inv(basis)
+    cell = float(np.linalg.norm(basis, axis=1).min())
+    ref = _reference_component(xy, tree, shifts, 0.25 * nn, cell)
+    local = _local_fraction(xy, inv, ref)
+    sites = _site_peaks(local, basis, nn, 0.22, 0.08)
+    label, dist = _nearest_site(local, sites, basis)
+    tol = max(0.22 * nn, 1.0)
+    occupied = max(tol, 0.4 * nn)  # an atom this close fills the site
+    label[dist > tol] = -1
+    counts = np.bincount(label[label >= 0], minlength=len(sites))
+    if not len(counts) or counts.max() < _MIN_CELLS:
+        return none
+    r = int(np.argmax(counts))
+    origin = xy[label == r] - sites[r] @ basis  # each cell's local origin
+    probe = _Contrast(image, sigma)
+    candidates = np.concatenate([sites, _cell_peaks(image, origin, basis, sites, nn, sigma)])
+    strong = None
+    kept = []
+    for k, s in enumerate(candidates):
+        c = probe(origin + s @ basis)
+        c = c[np.isfinite(c)]
+        if len(c) < _MIN_CELLS:
+            continue
+        med = float(np.median(c))
+        spread = 1.4826 * float(np.median(np.abs(c - med)))
+        strong = med if strong is None else max(strong, med)
+        kept.append((k, s, med, spread, med / (1.253 * max(spread, 1e-12) / np.sqrt(len(c)))))
+    if strong is None or not strong > 0:
+        return none
+    found = []
+    for k, s, med, spread, z in kept:
+        log.debug("site %s: contrast %.4g (strongest %.4g), %.1f standard errors",
+                  np.round(s, 3), med, strong, z)  # fmt: skip
+        if z < WEAK_Z or med < WEAK_RATIO * strong:
+            continue
+        guess = origin + s @ basis
+        # from the atoms of the other sites too (cells whose reference atom is missing)
+        for j in range(len(sites)):
+            if j == r or j == k:
+                continue
+            more = xy[label == j] + (s - sites[j]) @ basis
+            guess = np.concatenate([guess, more[cKDTree(guess).query(more)[0] > tol]])
+        # only where the lattice holds: most atoms around the position sit on its sites
+        # (not in a second phase or grain, where a few atoms fall on a site by chance)
+        around = tree.query_ball_point(guess, 1.5 * float(np.linalg.norm(basis, axis=1).max()))
+        guess = guess[[len(a) >= 3 and np.mean(label[a] >= 0) >= _SUPPORT for a in around]]
+        c = probe(guess)
+        empty = tree.query(guess)[0] > occupied
+        if found:
+            empty &= cKDTree(np.concatenate(found)).query(guess)[0] > occupied
+        # present (mean med) against empty (mean 0), both of sd spread, prior WEAK_EMPTY
+        level = med / 2 - spread**2 / med * np.log((1 - WEAK_EMPTY) / WEAK_EMPTY)
+        ok = np.isfinite(c)
+        keep = empty & ok & (c >= level)
+        # and the site's columns around it show (a domain where the site lies elsewhere,
+        # a mirror twin, holds none): the mean contrast of the 9 closest predicted
+        # positions reaches half the site's
+        if ok.sum() >= _NEIGHBOURHOOD:
+            _, near = cKDTree(guess[ok]).query(guess, k=_NEIGHBOURHOOD)
+            keep &= c[ok][near].mean(axis=1) >= med / 2
+        if keep.any():
+            found.append(_dedupe_points(guess[keep], tol))
+    if not found:
+        return none
+    new = np.concatenate(found)
+    h, w = image.shape
+    new = new[(new[:, 0] >= 0) & (new[:, 0] <= w - 1) & (new[:, 1] >= 0) & (new[:, 1] <= h - 1)]
+    if not len(new):
+        return none
+    fitted = probe.centre(new, max_shift=tol)
+    clear = tree.query(fitted)[0] > max(sigma, occupied)
+    return fitted[clear]
+
+
+def _dedupe_points(points, reach):
+    """One point per group of points closer than ``reach`` (the first of each group)."""
+    if len(points) < 2:
+        return points
+    keep = np.ones(len(points), bool)
+    for i, j in sorted(cKDTree(points).query_pairs(reach)):
+        if keep[i] and keep[j]:
+            keep[j] = False
+    return points[keep]
+
+
+class _Contrast:
+    """Gaussian-weighted mean (width sigma, out to 1.2 sigma) less the mean of the ring
+    1.5-2.5 sigma around each position (bilinear samples; NaN where the ring leaves the
+    image)."""
+
+    def __init__(self, image, sigma):
+        self.image, self.sigma = image, float(sigma)
+        step = max(0.5, sigma / 4)
+        r = np.arange(-2.5 * sigma, 2.5 * sigma + step / 2, step)
+        gx, gy = np.meshgrid(r, r)
+        d = np.hypot(gx, gy)
+        core = d <= 1.2 * sigma
+        self.disc = np.column_stack([gx[core], gy[core]])
+        self.disc_weight = np.exp(-(d[core] ** 2) / (2 * sigma**2))
+        self.disc_weight /= self.disc_weight.sum()
+        ring = (d >= 1.5 * sigma) & (d <= 2.5 * sigma)
+        self.ring = np.column_stack([gx[ring], gy[ring]])
+        self.window = np.column_stack([gx[d <= 1.5 * sigma], gy[d <= 1.5 * sigma]])
+
+    def _mean(self, xy, offsets, weight=None):
+        pts = xy[:, None, :] + offsets[None]
+        vals = ndimage.map_coordinates(
+            self.image, [pts[..., 1].ravel(), pts[..., 0].ravel()], order=1, cval=np.nan
+        ).reshape(len(xy), -1)
+        return vals.mean(axis=1) if weight is None else vals @ weight
+
+    def __call__(self, xy):
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        if not len(xy):
+            return np.empty(0)
+        return self._mean(xy, self.disc, self.disc_weight) - self._mean(xy, self.ring)
+
+    def centre(self, xy, *, max_shift, iterations=6):
+        """Centres refined by a Gaussian-weighted centroid (width sigma, out to 1.5 sigma)
+        of the image less the ring's mean; a centre never moves more than ``max_shift``."""
+        start = np.asarray(xy, np.float64).reshape(-1, 2)
+        out = start.copy()
+        off, sigma = self.window, self.sigma
+        weight = np.exp(-(off**2).sum(axis=1) / (2 * sigma**2))
+        for _ in range(iterations):
+            pts = out[:, None, :] + off[None]
+            vals = ndimage.map_coordinates(
+                self.image, [pts[..., 1].ravel(), pts[..., 0].ravel()], order=1, cval=np.nan
+            ).reshape(len(out), -1)
+            w = np.clip(vals - self._mean(out, self.ring)[:, None], 0, None) * weight
+            total = np.nansum(w, axis=1)
+            ok = total > 0
+            shift = np.zeros_like(out)
+            shift[ok] = np.nansum(w[ok, :, None] * off[None], axis=1) / total[ok, None]
+            out = out + shift
+            moved = out - start
+            far = np.hypot(*moved.T) > max_shift
+            out[far] = start[far] + moved[far] * (max_shift / np.hypot(*moved[far].T))[:, None]
+        return np.where(np.isfinite(out), out, start)
+
+
+def _cell_peaks(image, origin, basis, sites, nn, sigma):
+    """Offsets (fractions) of the peaks of the unit-cell average more than 0.5 nn (and
+    2.5 sigma) from every known site."""
+    from skimage.feature import peak_local_max
+
+    sides = np.linalg.norm(basis, axis=1)
+    n = np.clip(np.ceil(sides / 0.75), 12, 64).astype(int)
+    u = (np.arange(n[0]) + 0.5) / n[0]
+    v = (np.arange(n[1]) + 0.5) / n[1]
+    fu, fv = np.meshgrid(u, v, indexing="ij")
+    frac = np.column_stack([fu.ravel(), fv.ravel()])
+    use = origin[:: max(1, len(origin) // 400)]
+    pts = use[:, None, :] + (frac @ basis)[None]
+    vals = ndimage.map_coordinates(
+        image, [pts[..., 1].ravel(), pts[..., 0].ravel()], order=1, cval=np.nan
+    ).reshape(len(use), -1)
+    whole = np.isfinite(vals).all(axis=1)
+    if whole.sum() < _MIN_CELLS:
+        return np.empty((0, 2))
+    mean = vals[whole].mean(axis=0).reshape(n)
+    px = sides / n
+    smooth = ndimage.gaussian_filter(mean, np.maximum(0.5, 0.3 * sigma / px), mode="wrap")
+    pad = n // 4
+    tiled = np.pad(smooth, [(pad[0], pad[0]), (pad[1], pad[1])], mode="wrap")
+    peaks = peak_local_max(tiled, min_distance=1, exclude_border=False) - pad
+    inside = (peaks >= 0).all(axis=1) & (peaks < n).all(axis=1)
+    peaks = peaks[inside]
+    order = np.argsort(-smooth[peaks[:, 0], peaks[:, 1]])
+    reach = max(0.5 * nn, 2.5 * sigma)
+    out = []
+    for p in peaks[order]:
+        f = (p + 0.5) / n
+        if all(_cell_distance(f, s, basis) > reach for s in list(sites) + out):
+            out.append(f)
+        if len(out) >= 4:
+            break
+    return np.array(out).reshape(-1, 2)
