@@ -135,16 +135,16 @@ class LibraryView:
         self.brush = bq.interacts.BrushSelector(x_scale=sx, y_scale=sy, marks=[self.points])
         self.scatter = bq.Figure(
             marks=[self.points], interaction=self.brush,
-            axes=[bq.Axis(scale=sx, label=self.axes[0], num_ticks=5, tick_format="~s"),
+            axes=[bq.Axis(scale=sx, label=self.axes[0], num_ticks=5, tick_format=".3~s"),
                   bq.Axis(scale=sy, label=self.axes[1], orientation="vertical", num_ticks=5,
-                          tick_format="~s", label_offset="45px")],
+                          tick_format=".3~s", label_offset="45px")],
             fig_margin={"top": 15, "bottom": 45, "left": 65, "right": 15},
             layout=widgets.Layout(width="380px", height="340px", flex="0 0 auto"),
         )  # fmt: skip
         # One HTML block for the gallery: a widget per crop took the page seconds to draw.
         self.shown = 0  # crops in the gallery
-        self.tiles = widgets.HTML(layout=widgets.Layout(max_height="460px", overflow="auto",
-                                                        flex="1 1 auto"))  # fmt: skip
+        self.tiles = widgets.HTML(layout=widgets.Layout(width="640px", max_height="460px",
+                                                        overflow="auto"))  # fmt: skip
         self.name = widgets.Text(placeholder="label, e.g. Si dopant")
         self.apply = widgets.Button(description="label selected")
         self.status = widgets.HTML()
@@ -188,8 +188,8 @@ class LibraryView:
                 f"<img src='data:image/png;base64,{png}' width=64 height=64 "
                 "style='image-rendering:pixelated;display:block'>"
                 "<figcaption style='font-size:10px;line-height:1.2;overflow:hidden;"
-                f"text-overflow:ellipsis;white-space:nowrap'>{html.escape(Path(name).stem)} "
-                f"f{frame}{label}</figcaption></figure>"
+                "text-overflow:ellipsis;white-space:nowrap'>"
+                f"f{frame} {html.escape(Path(name).stem)}{label}</figcaption></figure>"
             )
         self.tiles.value = (
             "<div style='display:grid;grid-template-columns:repeat(auto-fill,64px);gap:6px'>"

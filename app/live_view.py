@@ -146,6 +146,7 @@ class LiveView:
                                  colors=["#00b4ff"], stroke="black")  # fmt: skip
         self.frame = bq.Figure(
             marks=[self.image, self.points], padding_y=0, title="waiting",
+            title_style={"font-size": "14px"},
             fig_margin={"top": 40, "bottom": 10, "left": 10, "right": 10},
             layout=widgets.Layout(width="460px", height="490px"),
         )  # fmt: skip
@@ -157,11 +158,10 @@ class LiveView:
                            colors=["#9e9e9e"])  # fmt: skip
             self.bars[column] = bars
             axis = bq.Axis(scale=bx, num_ticks=4, tick_format=".3~s")
-            counts = bq.Axis(scale=by, orientation="vertical", num_ticks=3, tick_format="~s")
             layout = widgets.Layout(width="340px", height="150px")
-            margin = {"top": 30, "bottom": 25, "left": 45, "right": 15}
-            figures.append(bq.Figure(marks=[bars], title=column, axes=[axis, counts],
-                                     fig_margin=margin, layout=layout))  # fmt: skip
+            margin = {"top": 30, "bottom": 25, "left": 20, "right": 20}
+            figures.append(bq.Figure(marks=[bars], title=column, axes=[axis], fig_margin=margin,
+                                     layout=layout, title_style={"font-size": "14px"}))  # fmt: skip
         self.table = widgets.HTML(layout=widgets.Layout(margin="0 0 0 20px"))
         self.widget = widgets.HBox(
             [self.frame, widgets.VBox(figures), self.table],
