@@ -145,7 +145,8 @@ class DetectionPanel:
         )  # fmt: skip
         self.preprocess = widgets.Dropdown(
             options=[("none", "none"), ("STM: plane, lines, scars", "stm"),
-                     ("plane background only", "plane")],
+                     ("plane background only", "plane"),
+                     ("invert: dark atoms (ABF)", "invert")],
             value=state.preprocess, description="Preprocess", layout=_WIDE,
             tooltip="Clean each frame before the network sees it",
         )  # fmt: skip

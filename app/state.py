@@ -35,9 +35,16 @@ _EXPECTED = (atomstat.LoadError, ValueError, TypeError, KeyError, FileNotFoundEr
 
 
 def format_status(
-    n_atoms: int, seconds: float, pixel_size: float, units: str, *, n_dumbbells: int | None = None
+    n_atoms: int,
+    seconds: float,
+    pixel_size: float,
+    units: str,
+    *,
+    n_dumbbells: int | None = None,
+    warnings=(),
 ) -> str:
-    """The one-line summary after detection (counting what the selection counter counts).
+    """The one-line summary after detection (counting what the selection counter counts),
+    with the analysis's ``attrs["warnings"]`` after it.
 
     Examples
     --------
@@ -45,11 +52,14 @@ def format_status(
     '1234 atoms found in 0.50 s, pixel size 0.0176 nm'
     >>> format_status(1391, 2.0, 1.0, "px", n_dumbbells=657)
     '657 dumbbells (1391 atoms) found in 2.00 s, pixel size 1 px'
+    >>> format_status(224, 1.0, 1.0, "px", warnings=["it was analysed inverted"])
+    '224 atoms found in 1.00 s, pixel size 1 px. Note: it was analysed inverted'
     """
     found = f"{n_atoms} atoms"
     if n_dumbbells is not None:
         found = f"{n_dumbbells} dumbbells ({found})"
-    return f"{found} found in {seconds:.2f} s, pixel size {pixel_size:.4g} {units}"
+    line = f"{found} found in {seconds:.2f} s, pixel size {pixel_size:.4g} {units}"
+    return ". ".join([line, *(f"Note: {w}" for w in warnings)])
 
 
 def whole_tracks(table: pd.DataFrame, mask: np.ndarray, frame: int) -> np.ndarray:
@@ -90,7 +100,9 @@ class AppState(traitlets.HasTraits):
         "universal", help="'universal', 'stm' (shipped) or a .keras path in the data dir"
     )
     split = traitlets.Unicode("auto", help="split blobs of several atoms: 'auto', 'on', 'off'")
-    preprocess = traitlets.Unicode("none", help="'none', 'stm' or 'plane' (atomstat.analyze)")
+    preprocess = traitlets.Unicode(
+        "none", help="'none', 'stm', 'plane' or 'invert' (atomstat.analyze)"
+    )
     dumbbell_mode = traitlets.Bool(False)
     selection = traitlets.Instance(Selection, ())
     selected = traitlets.Any(np.zeros(0, np.int64), help="ids of the selected rows of table")
@@ -295,8 +307,9 @@ class AppState(traitlets.HasTraits):
         seconds = time.perf_counter() - start
         pairs = len(self.table) if self.dumbbell_mode else None
         self.status = format_status(
-            len(atoms), seconds, self.pixel_size, self.units, n_dumbbells=pairs
-        )
+            len(atoms), seconds, self.pixel_size, self.units, n_dumbbells=pairs,
+            warnings=atoms.attrs.get("warnings") or (),
+        )  # fmt: skip
         self.autosave()
         return True
 

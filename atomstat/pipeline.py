@@ -81,9 +81,10 @@ def analyze(
         background (safe for blob shapes), ``"invert"`` makes dark atoms
         (ABF, bright field) bright; a function of one image (H, W)
         returning an image of the same shape is applied as it is. None
-        (default) analyses the data as recorded, unless the first frame finds
-        too few atoms for its lattice and far more inverted: then it is
-        analysed inverted, with a warning (:mod:`atomstat.polarity`).
+        (default) analyses the data as recorded, unless the network reads the
+        first frame with doubt as recorded and with far more confidence
+        inverted (dark atoms): then it is analysed inverted, with a warning
+        (:mod:`atomstat.polarity`; never for scanning-probe files).
         ``"none"`` analyses the data as recorded with no such check.
         Positions are unchanged; the intensity descriptors are measured on
         the cleaned image.
@@ -230,24 +231,23 @@ class Run:
         return chunk, prob, atoms
 
     def _polarity(self, raw, chunk, prob, atoms):
-        """Keep the first chunk as found, or its inverted reading when the frame as
-        recorded found too few atoms for its lattice (see :mod:`atomstat.polarity`);
+        """Keep the first chunk as found, or its inverted reading when the network reads
+        the first frame with far more confidence inverted (see :mod:`atomstat.polarity`);
         an inverted reading then holds for every frame."""
-        expected = polarity.expected_sites(raw.shape[1:], self.attrs.get("lattice_period"))
-        found = int((atoms["frame"] == 0).sum())
-        if not polarity.doubtful(found, expected):
+        confidence = polarity.median_confidence(atoms)
+        if not polarity.doubtful(confidence):
             return chunk, prob, atoms
         self.clean = invert
-        inverted = self._find(raw)
-        found_inverted = int((inverted[2]["frame"] == 0).sum())
-        if not polarity.prefer_inverted(found, found_inverted, expected):
+        trial = self._find(raw[:1])
+        inverted = polarity.median_confidence(trial[2])
+        if not polarity.prefer_inverted(confidence, inverted):
             self.clean = None
             return chunk, prob, atoms
-        message = polarity.inverted_warning(found, found_inverted, expected)
+        message = polarity.inverted_warning(confidence, inverted)
         log.warning("%s", message)
         self.attrs["preprocess"] = "invert"
         self.attrs["warnings"] = [*self.attrs.get("warnings", []), message]
-        return inverted
+        return self._find(raw) if len(raw) > 1 else trial
 
 
 def prepare(
@@ -309,7 +309,7 @@ def prepare(
     )
     return Run(
         frames, clean, model, threshold, peak_margin, sigma, attrs, single, chunk, bool(split),
-        resolution, check_polarity=preprocess is None,
+        resolution, check_polarity=preprocess is None and imaging != "stm",
     )  # fmt: skip
 
 

@@ -256,3 +256,18 @@ def test_an_analysis_finished_after_another_file_opened_is_dropped(data_dir, lat
     state._analysis_input = open_meanwhile
     assert not state.detect()
     assert state.name == "other.npy" and state.table is None and not state.busy
+
+
+def test_dark_atoms_are_found_inverted_and_the_status_says_so(tmp_path, lattice):
+    """An ABF-like frame (columns as dips) opened in the dashboard with its defaults: the
+    atoms are found (the analysis reads it inverted) and the status line says so."""
+    rng = np.random.default_rng(1)
+    dark = rng.poisson(200 * (1.2 - 0.8 * lattice.image / lattice.image.max()))
+    np.save(tmp_path / "abf.npy", dark.astype(np.float32))
+    s = AppState(tmp_path)
+    assert s.open_file("abf.npy") and s.detect()
+    ti, _, _ = atomstat.metrics.match_points(
+        lattice.atoms[["x", "y"]].to_numpy(), s.table[["x", "y"]].to_numpy(), 2.0
+    )
+    assert len(ti) >= 0.9 * len(lattice.atoms)
+    assert "Note: " in s.status and "analysed inverted" in s.status
