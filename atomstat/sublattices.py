@@ -467,7 +467,9 @@ def complete_sublattices(atoms: pd.DataFrame, image, *, sigma: float | None = No
     position is searched only where the lattice holds (70 % of the atoms
     within 1.5 cell lengths on its sites) and the mean contrast of the site's 9
     closest positions reaches half the site's (a second phase, a grain or a
-    mirror domain whose site lies elsewhere gains nothing).
+    mirror domain whose site lies elsewhere gains nothing). A site that the
+    finder found nearly whole (all but ``2 * WEAK_EMPTY`` of its positions) is
+    left as it is: its few gaps are more likely vacancies than misses.
 
     Parameters
     ----------
@@ -591,6 +593,8 @@ def _weak_frame(xy, level, image, sigma):
         # present (mean med) against empty (mean 0), both of sd spread, prior WEAK_EMPTY
         level = med / 2 - spread**2 / med * np.log((1 - WEAK_EMPTY) / WEAK_EMPTY)
         ok = np.isfinite(c)
+        if ok.any() and 1 - empty[ok].mean() >= 1 - 2 * WEAK_EMPTY:
+            continue  # the finder found this site nearly whole: its few gaps are vacancies
         keep = empty & ok & (c >= level)
         # and the site's columns around it show (a domain where the site lies elsewhere,
         # a mirror twin, holds none): the mean contrast of the 9 closest predicted
