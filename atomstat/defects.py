@@ -50,9 +50,6 @@ _SCALE_STEP = 1.35  # ratio between successive blob scales
 _LEVEL_Z = 2.0  # a feature's smoothed contrast to the background, in robust sd
 _ROUNDNESS = 0.3  # smaller over larger curvature (Hessian eigenvalues) of a feature
 _MERGE = 1.5  # a weaker feature within this many widths of a stronger one is the same
-#: ... and so is one of the same kind up to this many widths away: the lobes of one
-#: defect (the three bright arms of a hydrogenated vacancy in graphite STM)
-_MERGE_SAME = 4.5
 
 
 def find_defects(
@@ -289,28 +286,17 @@ def _suppress(blobs):
     blobs = blobs.sort_values("score", ascending=False, ignore_index=True)
     xy = blobs[["x", "y"]].to_numpy()
     size = blobs["size"].to_numpy()
-    kind = blobs["kind"].to_numpy()
     keep = np.ones(len(blobs), bool)
-    centre = xy.astype(np.float64).copy()
     tree = cKDTree(xy)
-    reach = max(_MERGE, _MERGE_SAME) * size.max()
+    reach = _MERGE * size.max()
     for i in range(len(blobs)):
         if not keep[i]:
             continue
         near = np.array(tree.query_ball_point(xy[i], reach), int)
         near = near[near > i]
         gap = np.hypot(*(xy[near] - xy[i]).T)
-        wider = np.maximum(size[near], size[i])
-        near, gap, wider = near[keep[near]], gap[keep[near]], wider[keep[near]]
-        lobe = (kind[near] == kind[i]) & (gap < _MERGE_SAME * wider)
-        keep[near[(gap < _MERGE * wider) | lobe]] = False
-        if lobe.any():  # one defect of several lobes: at their centre (score-weighted)
-            members = np.concatenate([[i], near[lobe]])
-            w = blobs["score"].to_numpy()[members]
-            centre[i] = (xy[members] * w[:, None]).sum(axis=0) / w.sum()
-    out = {c: blobs[c].to_numpy()[keep] for c in blobs.columns}
-    out["x"], out["y"] = centre[keep, 0], centre[keep, 1]
-    return make_defects(out)
+        keep[near[gap < _MERGE * np.maximum(size[near], size[i])]] = False
+    return make_defects({c: blobs[c].to_numpy()[keep] for c in blobs.columns})
 
 
 #: Widths (LoG sigma, nm) of the point defects searched where the calibration is known:
