@@ -52,6 +52,16 @@ def write_movie(path: Path, n_frames: int, size: int, distinct: int = 8) -> Path
 
 
 def _peak_rss_mb() -> float:
+    """This process's own peak RSS (MB): VmHWM on Linux. Not ru_maxrss: Linux carries a
+    process's high-water mark over exec, so a spawned worker's ru_maxrss starts at the RSS
+    of the process it was forked from (here the one that wrote the movie)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
