@@ -41,7 +41,7 @@ PAD = 0.04  # of the data range, on each side of the scatter's axes
 VEIL = 140  # alpha of the white veil over the points left out (they show at 0.45 opacity)
 OVERSAMPLE = 1  # highlight pixels per screen px
 DOT_PX = float(np.sqrt(14 / np.pi))  # the radius of a default_size=14 point
-RASTER_POINTS = 1500  # more points than this are drawn as pixels (the example has 1,147)
+RASTER_POINTS = 2000  # more points than this are drawn as pixels (the example has 1,635)
 _EMPTY = png(np.zeros((1, 1, 2), np.uint8))
 
 
@@ -105,6 +105,15 @@ def scatter_pixels(x, y, rgb, chosen, x_range, y_range, size) -> np.ndarray:
         _stamp(rgba, r, c, _disc(outer, DOT_PX * OVERSAMPLE), (0, 0, 0))
         _stamp(rgba, r, c, dot, one if one is not None else rgb[picked])
     return rgba
+
+
+def _outside(values: np.ndarray, scale) -> np.ndarray:
+    """``values`` with every missing one moved far below the ``scale``'s domain."""
+    low, high = scale.min, scale.max
+    far = low - 100.0 * (high - low)
+    if not len(values):  # one point far off the plot: a line is never empty
+        return np.array([far])
+    return np.where(np.isfinite(values), values, far)
 
 
 def _domain(values: np.ndarray) -> tuple[float, float]:
@@ -221,8 +230,9 @@ class Explorer:
         self.highlight = bq.Image(image=widgets.Image(value=_EMPTY, format="png"), scales=scales,
                                   x=[0.0, 1.0], y=[0.0, 1.0], visible=False)  # fmt: skip
         # the same points as one invisible path: what the lasso selects from (one SVG element)
-        self.trace = bq.Lines(x=[], y=[], scales=scales, colors=["black"], opacities=[0.0],
-                              stroke_width=0.5)  # fmt: skip
+        # (never empty: bqplot puts a label at a line's last point, NaN for an empty line)
+        self.trace = bq.Lines(x=[-100.0], y=[-100.0], scales=scales, colors=["black"],
+                              opacities=[0.0], stroke_width=0.5)  # fmt: skip
         self._shown = None  # what the highlight layer shows now
         self._rgb = np.zeros((0, 3), np.uint8)  # the points' colours, for the raster
         # no marks: the browser computes and restyles nothing while the rectangle moves
@@ -376,8 +386,9 @@ class Explorer:
         with self.points.hold_sync():
             self.points.x, self.points.y = (x, y) if svg else (np.zeros(0), np.zeros(0))
             self.points.colors = (colors or [UNLABELLED]) if svg else [UNLABELLED]
-        with self.trace.hold_sync():
-            self.trace.x, self.trace.y = x, y
+        with self.trace.hold_sync():  # points with no value far outside: the lasso never
+            # reaches them, and the line's last point stays a number (bqplot puts a label there)
+            self.trace.x, self.trace.y = _outside(x, self.sx), _outside(y, self.sy)
         self.axes[0].label, self.axes[1].label = self.x.value, self.y.value
         self.draw_selection()
 

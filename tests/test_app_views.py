@@ -6,6 +6,7 @@ import datetime
 import io
 import re
 
+import bqplot as bq
 import numpy as np
 import pytest
 from PIL import Image
@@ -537,3 +538,13 @@ def test_movie_figure_has_units_on_every_axis(threshold_model, tmp_path):
     assert len(series.lines) == len(picked)  # one angle time series per picked dumbbell
     with pytest.raises(ValueError, match="pixel_size"):
         movie_figure(movie.frames[1], tracks, picked, pixel_size=0.0)
+
+
+def test_lasso_path_holds_only_numbers():
+    """A missing value (a dumbbell's angle, say) goes far off the plot: the invisible path the
+    lasso selects from keeps one point per row, and bqplot gets no NaN to place a label at."""
+    scale = bq.LinearScale(min=0.0, max=2.0)
+    out = app.explorer._outside(np.array([1.0, np.nan, 2.0, np.inf]), scale)
+    assert np.isfinite(out).all() and out[0] == 1.0 and out[2] == 2.0
+    assert out[1] < -100 and out[3] < -100  # outside the domain: never inside a lasso
+    assert len(app.explorer._outside(np.zeros(0), scale)) == 1  # never an empty line
