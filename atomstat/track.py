@@ -35,6 +35,7 @@ def track(
     search_range: float | None = None,
     memory: int = 2,
     drift: pd.DataFrame | None = None,
+    client=None,
 ) -> pd.DataFrame:
     """Link features across frames after registering every frame on the previous one.
 
@@ -55,6 +56,9 @@ def track(
     drift : pandas.DataFrame, optional
         A known drift (``dx``, ``dy`` indexed by ``frame``, as from
         :func:`estimate_drift`); estimated when None.
+    client : distributed.Client, optional
+        Cross-correlate the frames for the drift as tasks on this Dask cluster
+        (see :func:`estimate_drift`); the linking runs here, on the whole table.
 
     Returns
     -------
@@ -96,7 +100,7 @@ def track(
         search_range = _SEARCH * _spacing(table)
     search_range = float(search_range)
     if drift is None:
-        drift = estimate_drift(table, images)
+        drift = estimate_drift(table, images, client=client)
     drift = check_drift(drift, table["frame"].unique())
     particle = _link(table, drift, search_range, int(memory))
     tracks = table.copy()
