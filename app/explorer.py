@@ -383,8 +383,11 @@ class Explorer:
         with self.sx.hold_sync(), self.sy.hold_sync():
             (self.sx.min, self.sx.max), (self.sy.min, self.sy.max) = _domain(x), _domain(y)
         svg = len(rows) <= RASTER_POINTS  # else the highlight layer draws the points
+        shown = np.isfinite(x) & np.isfinite(y)  # a NaN point is a NaN transform in the browser
+        if colors and not shown.all():
+            colors = [c for c, ok in zip(colors, shown, strict=True) if ok]
         with self.points.hold_sync():
-            self.points.x, self.points.y = (x, y) if svg else (np.zeros(0), np.zeros(0))
+            self.points.x, self.points.y = (x[shown], y[shown]) if svg else (np.zeros(0),) * 2
             self.points.colors = (colors or [UNLABELLED]) if svg else [UNLABELLED]
         with self.trace.hold_sync():  # points with no value far outside: the lasso never
             # reaches them, and the line's last point stays a number (bqplot puts a label there)
