@@ -180,6 +180,13 @@ class _Histogram:
         with report(self.explorer.state, self.explorer.errors):
             self.explorer.state.select(rule)
 
+    def clear(self) -> None:
+        """No bars: the table has no such column (a file with no atoms yet)."""
+        self._bins = None
+        with self.all.hold_sync(), self.chosen.hold_sync():
+            self.all.x, self.all.y = [0.0, 1.0], [0.0, 0.0]
+            self.chosen.x, self.chosen.y = [0.0, 1.0], [0.0, 0.0]
+
     def draw(self) -> None:
         if self.explorer._quiet:
             return
@@ -187,6 +194,7 @@ class _Histogram:
         rows = explorer.rows()
         column = self.column.value
         if column is None or column not in rows:
+            self.clear()
             return
         key = (id(explorer.state.table), column, explorer.state.frame)
         if self._bins is not None and self._bins[0] == key:  # only the selection changed
@@ -371,6 +379,7 @@ class Explorer:
             return
         rows = self.rows()
         if self.x.value is None or self.y.value is None or self.x.value not in rows:
+            self._clear()  # a new file with no atoms yet: nothing of the last one stays
             return
         labels = self.state.labels
         colors = []  # nothing labelled: no look-up of every row's label
@@ -394,6 +403,21 @@ class Explorer:
             self.trace.x, self.trace.y = _outside(x, self.sx), _outside(y, self.sy)
         self.axes[0].label, self.axes[1].label = self.x.value, self.y.value
         self.draw_selection()
+
+    def _clear(self) -> None:
+        """Empty the scatter, its selection layer, the histograms and the table."""
+        with self.points.hold_sync():
+            self.points.x, self.points.y = np.zeros(0), np.zeros(0)
+        with self.trace.hold_sync():  # one point far off the plot: a line is never empty
+            self.trace.x, self.trace.y = (
+                _outside(np.zeros(0), self.sx),
+                _outside(np.zeros(0), self.sy),
+            )
+        self.highlight.visible = False
+        self._shown = None
+        for hist in self.histograms:
+            hist.clear()
+        self._draw_table()
 
     def draw_selection(self) -> None:
         """Highlight the selected points, recount the histograms, list the selected rows."""

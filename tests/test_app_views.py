@@ -194,6 +194,9 @@ def test_brush_rectangles_go_when_the_selection_is_replaced_or_a_file_opens(page
     page.data.open.click()
     assert hist.brush.selected is None and explorer.brush.selected_x is None
     assert hist.brush in resets and len(state.selected) == 0
+    # no point, bar or highlight of the last file stays before this one is analysed
+    assert len(explorer.points.x) == 0 and not explorer.highlight.visible
+    assert all(h.all.y.sum() == 0 and h.chosen.y.sum() == 0 for h in explorer.histograms)
 
 
 def test_example_list_shows_no_example_while_a_file_is_open(tmp_path):
