@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _process import stop
 
 from atomstat.serve import dashboard_command
 
@@ -77,12 +78,7 @@ def server(tmp_path_factory):
             time.sleep(0.5)
         yield url, log, data
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _status(url: str) -> int | None:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _process import stop
 from test_app_browser import (
     CHROMIUM_ARGS,
     NOTEBOOK,
@@ -50,12 +51,7 @@ def server(tmp_path_factory):
         _wait_ready(url, proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _box(page, selector: str) -> dict:

@@ -23,6 +23,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _process import stop
 from test_app_browser import CHROMIUM_ARGS, ROOT, _free_port, _require_chromium, _wait_ready
 
 from atomstat.serve import dashboard_command
@@ -47,12 +48,7 @@ def server(tmp_path_factory):
         _wait_ready(url, proc, log, timeout=120)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _shot(page, tmp_path: Path, name: str) -> Path:

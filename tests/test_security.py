@@ -27,6 +27,7 @@ import h5py
 import hyperspy.api as hs
 import numpy as np
 import pytest
+from _process import stop
 
 from app import data as app_data
 from app.data import PathError, save_upload
@@ -372,12 +373,7 @@ def served(tmp_path_factory):
             pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
     yield url, log
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop(proc)
 
 
 def _kernel_count(url: str) -> int:
