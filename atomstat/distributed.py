@@ -58,6 +58,7 @@ class Settings:
     model: str | None = None
     preprocess: str | None = None
     split: bool | None = None
+    resolution: object = "auto"  # "auto", "full" or pixels per block (see atomstat.segment)
     anomalies: str | None = None  # a find_anomalies method, applied frame by frame
     defects: bool = True  # run atomstat.find_defects (where it exists) on each frame of a batch
     channel: str | None = None
@@ -71,9 +72,12 @@ class Settings:
             )
         if isinstance(self.model, os.PathLike):
             object.__setattr__(self, "model", str(Path(self.model).resolve()))
+        from .fcn.predict import check_resolution
+
+        object.__setattr__(self, "resolution", check_resolution(self.resolution))
 
     def analyze_kwargs(self) -> dict:
-        keys = ("threshold", "peak_margin", "model", "preprocess", "split")
+        keys = ("threshold", "peak_margin", "model", "preprocess", "split", "resolution")
         return {k: asdict(self)[k] for k in keys}
 
 

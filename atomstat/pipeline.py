@@ -19,9 +19,9 @@ from ._arrays import as_array
 from ._checks import flag, number
 from .fcn.predict import (
     _as_frames,
-    block_factor,
     check_resolution,
     check_sigma,
+    choose_block,
     load_model,
     segment,
 )
@@ -51,7 +51,7 @@ def analyze(
     preprocess=None,
     split: bool | None = None,
     sigma: float | None = None,
-    resolution="full",
+    resolution="auto",
     progress: bool = False,
     client=None,
 ) -> pd.DataFrame:
@@ -98,15 +98,18 @@ def analyze(
         estimates it from the first frame (:func:`atomstat.scale.estimate_scale`:
         the blob width checked against the lattice period). Pass it when
         ``attrs["warnings"]`` says the estimate is doubtful.
-    resolution : "full", "auto" or int
-        ``"full"`` (default) runs the network on every pixel. ``"auto"`` runs it on
-        ``b x b`` block means where the atoms are wide enough (``b = 2`` for atoms
-        1.95-2.5 px wide, see :func:`atomstat.fcn.predict.block_factor`) and brings
-        its map back to every pixel with a guided filter on the raw image; the
-        centres are still refined on the raw image. About ``b**2`` times fewer
-        network pixels, the same F1 and RMSE on the accuracy benchmark except for
-        columns closer than about 3.5 widths (7 px dumbbells: F1 0.98 -> 0.10),
-        which block means merge. A number sets ``b``.
+    resolution : "auto", "full" or int
+        ``"auto"`` (default) runs the network on ``b x b`` block means where the
+        atoms are wide enough (``b = 2`` for atoms 1.95-2.5 px wide, see
+        :func:`atomstat.fcn.predict.block_factor`) and brings its map back to every
+        pixel with a guided filter on the raw image; the centres are still refined
+        on the raw image. The blocks are first checked on a 256 px crop of the first
+        frame (:func:`atomstat.fcn.predict.choose_block`): where they find fewer
+        blobs than every pixel does (columns closer than about 3.5 widths, such as
+        7 px dumbbells, merge in blocks), the full map is used. About ``b**2`` times
+        fewer network pixels, the same F1 and RMSE on the accuracy benchmark.
+        ``"full"`` runs the network on every pixel; a number sets ``b``.
+        ``attrs["resolution"]`` says which ``b`` ran.
     progress : bool
         Show a progress bar over the frames of a stack.
     client : distributed.Client, optional
@@ -149,12 +152,9 @@ def analyze(
 
         if sigma is not None:
             raise ValueError("sigma= cannot be given with client= yet: the workers estimate it")
-        if check_resolution(resolution) != "full":
-            raise ValueError("resolution= cannot be given with client= yet: the workers use 'full'")
-
         return on_cluster(
             data, client=client, threshold=threshold, peak_margin=peak_margin, model=model,
-            preprocess=preprocess, split=split,
+            preprocess=preprocess, split=split, resolution=resolution,
         )  # fmt: skip
     run = prepare(
         data,
@@ -259,7 +259,7 @@ def prepare(
     preprocess=None,
     split: bool | None = None,
     sigma: float | None = None,
-    resolution="full",
+    resolution="auto",
 ) -> Run:
     """Check the arguments of :func:`analyze`, load the data and the model, estimate the
     atom width on the first (cleaned) frame; return the :class:`Run`."""
@@ -292,6 +292,7 @@ def prepare(
     for message in scale.warnings:
         log.warning("%s", message)
     sigma = scale.sigma
+    block = choose_block(first, sigma, resolution, model=model)
     attrs.update(
         {
             "model": _model_name(model),
@@ -300,7 +301,7 @@ def prepare(
             "threshold": threshold,
             "peak_margin": peak_margin,
             "split": bool(split),
-            "resolution": block_factor(sigma, resolution, first.shape),
+            "resolution": block,
             "sigma": sigma,
             "sigma_source": scale.source,
             "lattice_period": scale.period,
@@ -309,7 +310,7 @@ def prepare(
     )
     return Run(
         frames, clean, model, threshold, peak_margin, sigma, attrs, single, chunk, bool(split),
-        resolution, check_polarity=preprocess is None and imaging != "stm",
+        block, check_polarity=preprocess is None and imaging != "stm",
     )  # fmt: skip
 
 

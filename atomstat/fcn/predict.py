@@ -29,6 +29,7 @@ __all__ = [
     "block_factor",
     "check_resolution",
     "check_sigma",
+    "choose_block",
     "load_model",
     "model_path",
     "resample_factor",
@@ -60,11 +61,17 @@ MIN_SIGMA, MAX_SIGMA = CANONICAL_SIGMA / 16, CANONICAL_SIGMA * 16
 #: the orientation error within 0.15 deg of the full map's (1.9 vs 1.8 deg at 2.2 px,
 #: 1.4 vs 1.3 at 3.0 px); at 0.73 px the area grows 25-60 %, at 1.3-1.7 px it shrinks
 #: 15-20 %, and atoms narrower than 2 px (0.9 px blocked) grow 11-19 %. Columns closer
-#: than about 3.5 widths merge (7 px dumbbells), hence ``resolution="full"`` by default.
+#: than about 3.5 widths merge (7 px dumbbells): :func:`choose_block` checks for that.
 BLOCK_SIGMA, MIN_BLOCKED_SIGMA = 0.85, 1.95
 #: The guided filter that brings a block-averaged map back (:func:`guided_upsample`):
 #: window radius in blocks, and the regularisation (the guide is normalised to 0-1).
 GUIDE_RADIUS, GUIDE_EPS = 2, 1e-2
+#: ``resolution="auto"`` checks the blocks on the image before using them: on a central
+#: ``PROBE_SIDE`` px square the network runs at every pixel and on the block means, and
+#: the blocks are kept only where they find at least ``PROBE_KEEP`` of the blobs that
+#: every pixel finds (columns closer than about 3.5 widths merge in blocks: 7 px
+#: dumbbells lost 90 % of their columns). Costs one full pass over 256^2 px.
+PROBE_SIDE, PROBE_KEEP = 256, 0.97
 #: What ``segment(resolution=...)`` takes besides a whole number of pixels per block.
 RESOLUTIONS = ("auto", "full")
 TILE = 1024
@@ -232,6 +239,50 @@ def block_factor(sigma: float, resolution="auto", shape=None) -> int:
     return b
 
 
+def choose_block(image, sigma: float, resolution="auto", *, model=None) -> int:
+    """:func:`block_factor`, and for ``"auto"`` checked on ``image`` itself.
+
+    A block factor above 1 is kept only if the blocks find, on a central
+    :data:`PROBE_SIDE` px square, at least :data:`PROBE_KEEP` of the blobs that
+    the network finds there at every pixel; otherwise 1 (the full map). A
+    number or ``"full"`` is taken as :func:`block_factor` gives it.
+
+    Examples
+    --------
+    >>> from atomstat.simulate import simulate_lattice
+    >>> pairs = simulate_lattice("dumbbell", shape=(256, 256), spacing=7, sigma=2.2, rng=0)
+    >>> hexagonal = simulate_lattice("hexagonal", shape=(256, 256), spacing=14, sigma=2.2, rng=0)
+    >>> block_factor(2.2), choose_block(pairs.image, 2.2), choose_block(hexagonal.image, 2.2)
+    (2, 1, 2)
+    """
+    image = np.asarray(image, np.float32)
+    b = block_factor(sigma, resolution, image.shape)
+    if b == 1 or check_resolution(resolution) != "auto":
+        return b
+    _, call = load_model(model)
+    h, w = image.shape
+    side_y, side_x = min(PROBE_SIDE, h), min(PROBE_SIDE, w)
+    y0, x0 = (h - side_y) // 2, (w - side_x) // 2
+    crop = image[y0 : y0 + side_y, x0 : x0 + side_x]
+    full = _run(call, _prepare(crop, 1.0)[None])[0]
+    x, levels = _prepare_blocks(crop, b)
+    blocked = guided_upsample(_run(call, x[None])[0], crop, b, guide=x, levels=levels)
+    n_full, n_blocked = (_blobs(p, sigma) for p in (full, blocked))
+    keep = n_blocked >= PROBE_KEEP * n_full
+    log.debug("blocks of %d: %d of %d blobs on the probe; %s", b, n_blocked, n_full,
+              "kept" if keep else "full map instead")  # fmt: skip
+    return b if keep else 1
+
+
+def _blobs(prob, sigma) -> int:
+    """Blobs of ``prob >= 0.5`` of at least a quarter of an atom's area (``pi sigma^2``)."""
+    labels, n = ndimage.label(prob >= 0.5)
+    if not n:
+        return 0
+    sizes = np.bincount(labels.ravel())[1:]
+    return int((sizes >= 0.25 * np.pi * sigma**2).sum())
+
+
 def segment(data, *, model=None, sigma=None, resolution="full") -> np.ndarray:
     """Probability that each pixel belongs to an atom.
 
@@ -247,10 +298,12 @@ def segment(data, *, model=None, sigma=None, resolution="full") -> np.ndarray:
         the lattice period; what was doubtful is logged as a warning); stacks
         use one width for all frames.
     resolution : "full", "auto" or int
-        ``"full"`` (default) runs the network on every pixel. ``"auto"`` runs it on
-        ``b x b`` block means where the atoms are wide enough (:func:`block_factor`)
-        and interpolates the map back to every pixel (bilinear, block centres
-        aligned): about ``b**2`` times fewer network pixels. A number sets ``b``.
+        ``"full"`` (default here; :func:`atomstat.analyze` defaults to ``"auto"``)
+        runs the network on every pixel. ``"auto"`` runs it on ``b x b`` block
+        means where the atoms are wide enough and the blocks keep the columns
+        apart (:func:`choose_block`, checked on the first frame) and brings the
+        map back to every pixel with a guided filter: about ``b**2`` times fewer
+        network pixels. A number sets ``b``.
 
     Returns
     -------
@@ -280,7 +333,7 @@ def segment(data, *, model=None, sigma=None, resolution="full") -> np.ndarray:
     else:
         sigma = check_sigma(sigma)
     factor = resample_factor(sigma)
-    block = block_factor(sigma, resolution, frames.shape[1:])
+    block = choose_block(frames[0], sigma, resolution, model=model)
     log.debug("atom width %.2f px: resampling by %.3f, blocks of %d", sigma, factor, block)
     out = np.empty((len(frames), *frames.shape[1:]), np.float32)
     for start, stop in _chunks(len(frames), frames.shape[1:], factor / block):
