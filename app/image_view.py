@@ -34,6 +34,8 @@ __all__ = ["HIGHLIGHT", "MARGIN", "PICK_PX", "ImageView"]
 
 HIGHLIGHT = "#ffd400"
 PICK_PX = 8  # a click picks the nearest atom within this many screen px
+BURST_WAIT = 0.005  # s: the changes of one step (table and selection, a pan) come together
+AXIS_WAIT = 0.06  # s, at most: a zoom step's second axis, when its first came alone
 # Equal sums left + right and top + bottom keep the plot area square in a square figure.
 MARGIN = {"top": 10, "bottom": 50, "left": 50, "right": 10}
 _SHOWN = ("area", "circularity", "intensity", "nn_distance", "angle", "separation", "particle")
@@ -255,27 +257,52 @@ class ImageView:
         old.close()  # the browser has the new one: no widget left behind per redraw
 
     def _view_moved(self) -> None:
-        """The axes moved (pan, zoom, full view): new scale bar, new layer."""
-        self.draw_scale_bar()
-        self._schedule()
+        """The axes moved (pan, zoom, full view): new scale bar, new layer, once per step
+        (a step changes four scale limits; each bar redraw costs the browser a re-render).
 
-    def _schedule(self) -> None:
+        A zoom step changes both axes, in two messages that may come apart: while the
+        axes' ranges are out of their drawn proportion, the other axis is still on its
+        way, and the redraw waits for it (at most :data:`AXIS_WAIT` s) instead of
+        drawing twice."""
+        self._bar_due = True
+        drawn, now = getattr(self, "_drawn_ratio", None), self._ratio()
+        half_way = drawn is not None and now is not None and abs(now / drawn - 1) > 1e-6
+        self._schedule(AXIS_WAIT if half_way else BURST_WAIT)
+
+    def _ratio(self) -> float | None:
+        x0, x1, y0, y1 = self.sx.min, self.sx.max, self.sy.min, self.sy.max
+        if None in (x0, x1, y0, y1) or y1 == y0:
+            return None
+        return (x1 - x0) / (y1 - y0)
+
+    def _schedule(self, wait: float | None = None) -> None:
         """Redraw the atom layer once per burst of changes (both axes of a zoom step,
-        the table and the selection of a threshold step); at once outside a kernel."""
-        if getattr(self, "_pending", False):
-            return
+        the table and the selection of a threshold step); at once outside a kernel.
+        A burst that is complete (``wait`` shorter than the one pending) draws sooner."""
+        wait = BURST_WAIT if wait is None else wait
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop (tests): draw now
-            self.draw_atoms()
+            self._draw_due()
             return
-        self._pending = True
+        pending = getattr(self, "_pending", None)
+        if pending is not None:
+            if pending[1] <= loop.time() + wait:
+                return
+            pending[0].cancel()
 
         def later():
-            self._pending = False
-            self.draw_atoms()
+            self._pending = None
+            self._draw_due()
 
-        loop.call_later(0.005, later)  # the x and y scale updates of one step come together
+        self._pending = (loop.call_later(wait, later), loop.time() + wait)
+
+    def _draw_due(self) -> None:
+        if getattr(self, "_bar_due", False):
+            self._bar_due = False
+            self.draw_scale_bar()
+        self._drawn_ratio = self._ratio()
+        self.draw_atoms()
 
     def draw_scale_bar(self) -> None:
         """A bar of a round physical length in the lower right of the visible area."""

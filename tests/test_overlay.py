@@ -89,3 +89,32 @@ def test_many_stamps_paint_the_pixels_of_few_stamps():
         _stamp(few, rows[part], cols[part], offsets, RING)
     np.testing.assert_array_equal(many, few)
     assert (many[..., 3] == 255).sum() > 1000
+
+
+def test_contours_take_the_colour_of_their_blobs_atom_or_of_the_nearest():
+    """Three blobs: one atom (its colour all round), two atoms in one blob (each edge pixel
+    the nearer atom's colour) and none (grey); at full view and zoomed in, where the view's
+    grid samples the precomputed blobs."""
+    yy, xx = np.mgrid[0:64, 0:96].astype(np.float32)
+    prob = np.zeros((64, 96), np.float32)
+    prob[(xx - 15) ** 2 + (yy - 30) ** 2 <= 36] = 1  # blob A: one atom
+    prob[(np.abs(xx - 50) <= 10) & (np.abs(yy - 30) <= 4)] = 1  # blob B: two atoms
+    prob[(xx - 85) ** 2 + (yy - 55) ** 2 <= 9] = 1  # blob C: far from every atom
+    x, y = np.array([15.0, 44.0, 56.0]), np.array([30.0, 30.0, 30.0])
+    colors = hex_rgb(["#ff0000", "#00ff00", "#0000ff"])
+    layers = Layers(x, y, colors, np.zeros(3, bool), prob=prob, centres=False, reach=12.0)
+    for x_range in ((-0.5, 95.5), (30.0, 70.0)):
+        view = view_of(x_range, (10.0, 50.0) if x_range[0] > 0 else (-0.5, 63.5), (64, 96),
+                       pixels=384)  # fmt: skip
+        rgba = render_base(view, layers)
+        r, c = np.nonzero(rgba[..., 3] == 230)
+        px = view.x0 + (c + 0.5) / view.scale
+        py = view.y0 + (r + 0.5) * (view.y1 - view.y0) / view.height
+        got = rgba[r, c, :3]
+        in_b = np.abs(px - 50) <= 11
+        nearest = np.where(np.abs(px - 44) <= np.abs(px - 56), 1, 2)
+        np.testing.assert_array_equal(got[in_b], colors[nearest[in_b]])
+        in_a, in_c = px < 25, px > 75
+        np.testing.assert_array_equal(got[in_a], np.broadcast_to(colors[0], got[in_a].shape))
+        assert (got[in_c] == 200).all()
+        assert in_b.sum() > 20 and (in_a.sum() > 20 or x_range[0] > 0)
