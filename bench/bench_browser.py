@@ -11,8 +11,10 @@ the last change it causes has been painted:
 - **pan**: one 40 px mouse-drag step over the image;
 - **threshold**: one step (0.05) of the threshold slider with the arrow key,
   until every view (image, scatter, histograms, counters) has redrawn;
-- **brush**: a rectangle dragged on the descriptor scatter, until the image
-  and the other views show the selection.
+- **brush**: a rectangle dragged on the descriptor scatter, from the mouse's
+  release (the drag itself lasts as long as the hand makes it; in the browser's
+  4-step drag here, 90-230 ms) until the image and the other views show the
+  selection.
 
 "Painted" is the first animation frame after the last DOM change in the
 dashboard, once no change has come for ``QUIET`` s; the quiet wait itself is
@@ -215,16 +217,14 @@ def _brushes(page) -> list[float]:
     for i in range(REPEATS + 1):
         x0 = 0.3 + 0.05 * (i % 3)
 
-        def drag(x0=x0):
-            page.mouse.move(box["x"] + x0 * box["w"], box["y"] + 0.02 * box["h"])
-            page.mouse.down()
-            page.mouse.move(box["x"] + 0.98 * box["w"], box["y"] + 0.98 * box["h"], steps=4)
-            page.mouse.up()
-
         page.get_by_role("button", name="Clear", exact=True).click()  # a fresh brush
         _settle(page)
         before = page.locator(".atomstat-selected-count").text_content()
-        times.append(_timed(page, drag, ".atomstat-selected-count", before, differs=True))
+        page.mouse.move(box["x"] + x0 * box["w"], box["y"] + 0.02 * box["h"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.98 * box["w"], box["y"] + 0.98 * box["h"], steps=4)
+        # timed from the release: the drag lasts as long as the hand that makes it
+        times.append(_timed(page, page.mouse.up, ".atomstat-selected-count", before, differs=True))
     return times[1:]
 
 
