@@ -15,6 +15,7 @@ an estimate fails, so a wrong scale never passes silently.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 
@@ -292,20 +293,35 @@ def _peak_ratio(img):
     win = np.outer(np.hanning(s), np.hanning(s))
     power = np.abs(np.fft.fftshift(np.fft.fft2(img * win))) ** 2
     power = ndimage.gaussian_filter(power, _SMOOTH)
+    r, rings, left_out, angle = _spectrum_grid(s)
+    ring = _ring_median(power, rings)
+    ratio = power / np.maximum(ring, 1e-30)
+    ratio[left_out] = 0
+    return power, ratio, r / s, angle
+
+
+@functools.lru_cache(maxsize=4)
+def _spectrum_grid(s):
+    """For an ``s`` px spectrum: |k| in px, its integer rings, what is left out, angles.
+
+    Left out: wedges about both axes (scan lines leave streaks along k_y, JPEG blocks
+    and column noise along k_x), periods under 3 px or over a quarter of the crop, and
+    2.5 px around the harmonics of the 8 px blocks of JPEG compression.
+    """
     c = s // 2
     yy, xx = np.mgrid[-c : s - c, -c : s - c]
     r = np.hypot(yy, xx)
-    rings = np.round(r).astype(int)
-    ring = _ring_median(power, rings)
-    ratio = power / np.maximum(ring, 1e-30)
-    # Scan lines leave streaks along k_y, JPEG blocks and column noise along k_x.
     wedge = np.maximum(1.5, _STREAK * r)
-    ratio[(np.abs(xx) <= wedge) | (np.abs(yy) <= wedge)] = 0
-    ratio[(r < 4) | (r > s / 3)] = 0  # periods 3 px to a quarter of the crop
-    for n in range(1, 8):  # the 8 px blocks of JPEG compression
+    left_out = (np.abs(xx) <= wedge) | (np.abs(yy) <= wedge) | (r < 4) | (r > s / 3)
+    for n in range(1, 8):
         for y, x in ((0, n * s / 8), (n * s / 8, 0)):
-            ratio[np.hypot(np.abs(yy) - y, np.abs(xx) - x) < 2.5] = 0
-    return power, ratio, r / s, np.degrees(np.arctan2(-yy, xx))
+            left_out |= np.hypot(np.abs(yy) - y, np.abs(xx) - x) < 2.5
+    for a in (r, left_out):
+        a.flags.writeable = False
+    rings = np.round(r).astype(int)
+    angle = np.degrees(np.arctan2(-yy, xx))
+    rings.flags.writeable = angle.flags.writeable = False
+    return r, rings, left_out, angle
 
 
 def _ring_median(power, rings):
