@@ -7,10 +7,13 @@ Every figure is the wall clock of a fresh Python process, as a new user pays it:
   included);
 - the CLI, ``atomstat analyze one_512.npy --out DIR``, on a 512^2 hexagonal
   lattice (spacing 24 px, sigma 2.2 px, dose 100, as in bench_speed.py);
+- the same CLI with ``ATOMSTAT_ENGINE=tensorflow`` (the shipped model on
+  TensorFlow instead of LiteRT, see ``atomstat.fcn.lite``);
 - the stages of that first result in one fresh process: ``import
-  atomstat.pipeline``, ``load``, TensorFlow's import, the model's load (once per
-  process), the trace on a 32^2 image (``atomstat.fcn.predict.warm``), the first
-  and a second ``analyze``, and an ``analyze`` of a new size (the traced network
+  atomstat.pipeline``, ``load``, the model's load (once per process; with
+  TensorFlow this holds its import), the first pass on a 32^2 image
+  (``atomstat.fcn.predict.warm``: TensorFlow's trace), the first and a second
+  ``analyze``, and an ``analyze`` of a new size (TensorFlow's traced network
   takes any size: the number of traces is printed);
 - trackpy: ``import trackpy`` and ``trackpy.locate`` (diameter 11, minmass 0)
   on the same image, in a fresh process.
@@ -58,16 +61,14 @@ times["import atomstat.pipeline"] = time.perf_counter() - t
 t = time.perf_counter()
 signal = atomstat.load(path)
 times["load"] = time.perf_counter() - t
-t = time.perf_counter()
-import keras, tensorflow
-times["import tensorflow, keras"] = time.perf_counter() - t
 from atomstat.fcn.predict import load_model, warm
 t = time.perf_counter()
-load_model()
+model, call = load_model()
 times["load the model (once per process)"] = time.perf_counter() - t
+times["engine"] = type(call).__name__
 t = time.perf_counter()
 warm()
-times["trace on 32^2 (warm)"] = time.perf_counter() - t
+times["first pass on 32^2 (warm)"] = time.perf_counter() - t
 t = time.perf_counter()
 atoms = atomstat.analyze(signal)
 times["first analyze (after warm)"] = time.perf_counter() - t
@@ -76,8 +77,10 @@ atomstat.analyze(signal)
 times["second analyze"] = time.perf_counter() - t
 t = time.perf_counter()
 atomstat.analyze(signal.data[:384, :448])
-times["analyze of a new size, 384 x 448 (no retrace)"] = time.perf_counter() - t
-times["traces"] = load_model()[1].experimental_get_tracing_count()
+times["analyze of a new size, 384 x 448"] = time.perf_counter() - t
+tracing = getattr(call, "experimental_get_tracing_count", None)
+times["traces"] = tracing() if tracing else 0
+times["tensorflow imported"] = "tensorflow" in sys.modules
 times["atoms"] = len(atoms)
 times["resolution"] = atoms.attrs["resolution"]
 print(json.dumps(times))
@@ -157,6 +160,12 @@ def main() -> None:
             for i in range(args.cli_repeats)
         ]
         cli_s = statistics.median(cli)
+        tf_env = {**env, "ATOMSTAT_ENGINE": "tensorflow"}
+        cli_tf = [
+            fresh([*cli_command(), "analyze", str(image), "--out", f"{tmp}/tf{i}"], env=tf_env)[0]
+            for i in range(args.cli_repeats)
+        ]
+        cli_tf_s = statistics.median(cli_tf)
         tp_wall, tp = fresh([sys.executable, "-c", _TRACKPY, str(image)], env=env)
         _, stages = fresh([sys.executable, "-c", _STAGES, str(image)], env=env)
     print(
@@ -170,17 +179,19 @@ def main() -> None:
     print(
         row("atomstat analyze one_512.npy --out DIR (whole process)", cli_s, CLI_TARGET_S, tp_wall)
     )
+    print(row("the same CLI on TensorFlow (ATOMSTAT_ENGINE=tensorflow)", cli_tf_s, None, tp_wall))
     print(row("trackpy: import trackpy (in the process)", tp["import_s"]))
     print(row(f"trackpy: locate d=11 ({tp['features']} features)", tp["locate_s"]))
     print(row("trackpy: import + locate (whole process)", tp_wall))
     print(
         f"\n## The first result, stage by stage (one fresh process, {stages['atoms']} atoms, "
-        f"{stages['resolution']} px per block, {stages['traces']} trace(s) in all)\n"
+        f"{stages['resolution']} px per block, engine {stages['engine']}, "
+        f"{stages['traces']} trace(s), TensorFlow imported: {stages['tensorflow imported']})\n"
     )
     print("| stage | seconds |")
     print("|---|---|")
     for stage, seconds in stages.items():
-        if stage not in ("atoms", "traces", "resolution"):
+        if isinstance(seconds, float):
             print(f"| {stage} | {seconds:.3f} |")
     print(f"\nmodules after import atomstat: {imports[0][1]['modules']}")
     print(f"# bench_start: after, {loadavg()}")

@@ -109,7 +109,6 @@ def test_contours_take_the_colour_of_their_blobs_atom_or_of_the_nearest():
         rgba = render_base(view, layers)
         r, c = np.nonzero(rgba[..., 3] == 230)
         px = view.x0 + (c + 0.5) / view.scale
-        py = view.y0 + (r + 0.5) * (view.y1 - view.y0) / view.height
         got = rgba[r, c, :3]
         in_b = np.abs(px - 50) <= 11
         nearest = np.where(np.abs(px - 44) <= np.abs(px - 56), 1, 2)

@@ -32,11 +32,11 @@ def test_stm_model_has_a_card_and_is_the_papers_network():
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["config"]["command"].startswith("atomstat train")
     assert meta["config"]["stm_fraction"] >= 0.9
-    assert load_model("stm")[0].count_params() == 94468
+    assert load_model("stm", engine="tensorflow")[0].count_params() == 94468
 
 
 def test_universal_model_is_the_papers_network():
-    model, _ = load_model()
+    model, _ = load_model(engine="tensorflow")
     assert model.count_params() == 94468
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from skimage.transform import resize
 
 from .._arrays import as_array
 from .._checks import number
@@ -103,6 +102,13 @@ def _load(path: str):
     return model, _traced(model)
 
 
+@functools.lru_cache(maxsize=4)
+def _load_lite(lite_path: str, keras_path: str):
+    from .lite import LiteCall, LiteModel
+
+    return LiteModel(Path(keras_path), Path(lite_path)), LiteCall(Path(lite_path))
+
+
 #: keras.Model -> its traced call, for models passed in as objects (a file's model is
 #: cached by :func:`_load`); weak, so that a model the caller drops is freed.
 _TRACED = weakref.WeakKeyDictionary()
@@ -162,14 +168,37 @@ def check_model_shapes(model, source) -> None:
         )
 
 
-def load_model(model=None):
-    """Return ``(keras_model, fast_call)`` for a shipped name, a path or a model.
+def load_model(model=None, *, engine=None):
+    """Return ``(model, fast_call)`` for a shipped name, a path or a model.
 
     ``model`` may be None (the shipped ``universal`` model), the name of a
     shipped model, a path to a ``.keras`` file, or a ``keras.Model``.
+
+    ``engine`` (default ``ATOMSTAT_ENGINE``, else ``"auto"``) runs a shipped
+    model, named, on LiteRT where its ``.tflite`` (made from this very
+    ``.keras``) and ``ai-edge-litert`` are there (:mod:`atomstat.fcn.lite`:
+    no TensorFlow to import, the same maps to 1e-5), and everything else on
+    TensorFlow; ``"tensorflow"`` always takes TensorFlow (the Keras model comes
+    first), ``"litert"`` insists on LiteRT for a shipped model. The call takes
+    (B, H, W, 1) float32 and gives (B, H, W, 2) probabilities either way.
     """
+    from . import lite
+
+    engine = lite.check_engine(engine)
     if model is None or (isinstance(model, str) and not model.endswith(".keras")):
-        return _load(str(model_path(model or "universal")))
+        path = model_path(model or "universal")
+        if engine != "tensorflow":
+            found = lite.usable(path) if lite.available() else None
+            if found is not None:
+                return _load_lite(str(found), str(path))
+            if engine == "litert":
+                raise ValueError(
+                    f"engine 'litert' needs ai-edge-litert and {path.with_suffix('.tflite')} "
+                    f"made from {path.name} (python -m atomstat.fcn.lite {path})"
+                )
+        return _load(str(path))
+    if engine == "litert":
+        raise ValueError("engine 'litert' runs only the shipped models (by name)")
     if isinstance(model, str | Path):
         path = Path(model)
         if not path.is_file():
@@ -349,7 +378,7 @@ def segment(data, *, model=None, sigma=None, resolution="full") -> np.ndarray:
                 x, levels = prepared[k]
                 out[i] = guided_upsample(p, images[k], block, guide=x, levels=levels)
             else:
-                out[i] = p if factor == 1 else resize(p, out.shape[1:], order=1)
+                out[i] = p if factor == 1 else _resize(p, out.shape[1:], order=1)
     return out[0] if _ndim(data) == 2 else out
 
 
@@ -481,11 +510,17 @@ def _as_frames(data):
     return frames
 
 
+def _resize(image, shape, **kwargs):
+    from skimage.transform import resize  # 0.3 s to import: only where atoms are resampled
+
+    return resize(image, shape, **kwargs)
+
+
 def _prepare(image, factor):
     _check_finite(image)
     if factor != 1:
         shape = np.maximum(np.round(np.array(image.shape) * factor).astype(int), 16)
-        image = resize(image, shape, order=1, anti_aliasing=factor < 1)
+        image = _resize(image, shape, order=1, anti_aliasing=factor < 1)
     out = normalize(image)
     if not out.any():
         log.warning("the image is flat (all pixels %.4g): no atoms to find", float(image.flat[0]))

@@ -77,20 +77,15 @@ def save_overlay(
     path, image: np.ndarray, atoms: pd.DataFrame, *, title: str | None = None, dpi: int = 150
 ) -> None:
     """Write the image with its atoms marked to ``path`` (PNG, SVG or PDF by suffix)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend, no global figure (faster)
 
     h, w = np.shape(image)
-    fig, ax = plt.subplots(figsize=(8, 8 * h / w))
-    try:
-        plot_atoms(image, atoms, ax=ax)
-        if title:
-            ax.set_title(title, fontsize=9)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(8, 8 * h / w))
+    ax = fig.subplots()
+    plot_atoms(image, atoms, ax=ax)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
 
 
 # ------------------------------------------------------------------ labelled figures
