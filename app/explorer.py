@@ -35,7 +35,7 @@ __all__ = ["Explorer", "highlight_pixels", "numeric_columns", "scatter_pixels"]
 UNLABELLED = "#7f7f7f"
 _HIDDEN = ("frame", "particle", "atom_a", "atom_b", "edge")
 TABLE_ROWS = 12
-SCATTER_MARGIN = {"top": 10, "bottom": 35, "left": 55, "right": 10}
+SCATTER_MARGIN = {"top": 10, "bottom": 35, "left": 68, "right": 10}
 SCATTER_SIZE = (510, 360)  # figure px
 PAD = 0.04  # of the data range, on each side of the scatter's axes
 VEIL = 140  # alpha of the white veil over the points left out (they show at 0.45 opacity)
@@ -254,7 +254,14 @@ class Explorer:
         self.y = widgets.Dropdown(description="y", value=None, layout={"width": "200px"})
         self.axes = [
             bq.Axis(tick_format=".3~g", scale=self.sx, num_ticks=5),
-            bq.Axis(tick_format=".3~g", scale=self.sy, orientation="vertical", num_ticks=5),
+            # the label clear of tick labels such as "0.879" (it overlapped them at 35 px)
+            bq.Axis(
+                tick_format=".3~g",
+                scale=self.sy,
+                orientation="vertical",
+                num_ticks=5,
+                label_offset="52px",
+            ),
         ]
         width, height = SCATTER_SIZE
         self.figure = bq.Figure(

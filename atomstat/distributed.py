@@ -169,9 +169,9 @@ def load_counts(client) -> dict:
 
 
 def _load_count():
-    from .fcn.predict import _load
+    from .fcn.predict import _load, _load_lite
 
-    return _load.cache_info().misses
+    return _load.cache_info().misses + _load_lite.cache_info().misses
 
 
 def register_models(client, settings: Settings, *, imaging=("stem", "stm")) -> None:

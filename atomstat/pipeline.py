@@ -235,12 +235,14 @@ class Run:
         the first frame with far more confidence inverted (see :mod:`atomstat.polarity`);
         an inverted reading then holds for every frame."""
         confidence = polarity.median_confidence(atoms)
-        if not polarity.doubtful(confidence):
+        found = int((atoms["frame"] == 0).sum())
+        if not polarity.doubtful(confidence, found):
             return chunk, prob, atoms
         self.clean = invert
         trial = self._find(raw[:1])
         inverted = polarity.median_confidence(trial[2])
-        if not polarity.prefer_inverted(confidence, inverted):
+        n_inverted = int((trial[2]["frame"] == 0).sum())
+        if not polarity.prefer_inverted(confidence, inverted, found, n_inverted):
             self.clean = None
             return chunk, prob, atoms
         message = polarity.inverted_warning(confidence, inverted)
