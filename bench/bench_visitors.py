@@ -13,10 +13,10 @@ Then, for every kernel process (a child of the server running ``ipykernel``):
   libraries (TensorFlow, NumPy, ...) in every process that maps them;
 * USS, the memory unique to that process: what one more visitor costs;
 
-once all are analysed, and again once every kernel's warm-up has loaded
-TensorFlow (``--settle``: up to 600 s), and the server's own RSS. Then every
-tab is closed and the seconds until the server holds no kernel are given, as
-counted by ``/atomstat/api/kernels``. The load average and the memory
+once all are analysed, and again once every kernel's warm-up has loaded the
+network's engine (LiteRT or TensorFlow; ``--settle``: up to 600 s), and the
+server's own RSS. Then every tab is closed and the seconds until the server
+holds no kernel are given, as counted by ``/atomstat/api/kernels``. The load average and the memory
 available before and during the run are printed: the browsers run on the
 same machine as the server here, which real visitors do not.
 
@@ -76,7 +76,8 @@ def _kernel_memory(server) -> list[dict]:
                 continue
             info = child.memory_full_info()
             maps = Path(f"/proc/{child.pid}/maps")
-            tf = maps.is_file() and "libtensorflow" in maps.read_text()
+            text = maps.read_text() if maps.is_file() else ""
+            tf = "libtensorflow" in text or "ai_edge_litert" in text  # the network's engine
             out.append({"rss": info.rss / MB, "uss": info.uss / MB, "tf": tf})
         except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
             continue
@@ -84,8 +85,9 @@ def _kernel_memory(server) -> list[dict]:
 
 
 def _settled(server, seconds: float) -> tuple[list[dict], float]:
-    """The kernels' memory once every one has loaded TensorFlow (its warm-up), or after
-    ``seconds``; and the seconds waited."""
+    """The kernels' memory once every one has loaded the network's engine (its warm-up:
+    LiteRT for the shipped model, TensorFlow for a .keras file), or after ``seconds``;
+    and the seconds waited."""
     start = time.perf_counter()
     kernels = _kernel_memory(server)
     while not all(k["tf"] for k in kernels) and time.perf_counter() - start < seconds:
@@ -217,7 +219,7 @@ def _memory_rows(kernels: list[dict], when: str) -> None:
     print(f"| kernel USS per visitor, {when}, min-max (mean) | {min(uss):.0f}-{max(uss):.0f} MB "
           f"({sum(uss) / len(uss):.0f} MB) |")  # fmt: skip
     print(
-        f"| all kernels, {when}: RSS sum / USS sum (kernels with TensorFlow loaded) | "
+        f"| all kernels, {when}: RSS sum / USS sum (kernels with the engine loaded) | "
         f"{sum(rss) / 1024:.1f} GB / {sum(uss) / 1024:.1f} GB ({tf} of {len(kernels)}) |"
     )
 

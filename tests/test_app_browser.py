@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from app.explorer import SCATTER_MARGIN
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "app" / "dashboard.ipynb"
 CHROMIUM = os.environ.get("ATOMSTAT_CHROMIUM", "/usr/bin/chromium")
@@ -157,8 +159,10 @@ def _wait_status(page, pattern: str, tmp_path: Path, timeout: float = 60_000) ->
 def _drag(page, selector: str, start: tuple, stop: tuple) -> None:
     """Drag the mouse across a figure, between fractions of its plot area."""
     box = page.locator(selector).first.bounding_box()
-    left, top = box["x"] + 55, box["y"] + 10  # the scatter's fig_margin
-    width, height = box["width"] - 65, box["height"] - 45
+    m = SCATTER_MARGIN  # the scatter's fig_margin
+    left, top = box["x"] + m["left"], box["y"] + m["top"]
+    width = box["width"] - m["left"] - m["right"]
+    height = box["height"] - m["top"] - m["bottom"]
     page.mouse.move(left + start[0] * width, top + start[1] * height)
     page.mouse.down()
     page.mouse.move(left + stop[0] * width, top + stop[1] * height, steps=8)

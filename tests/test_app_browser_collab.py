@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from app.explorer import SCATTER_MARGIN
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "app" / "dashboard.ipynb"
 CHROMIUM = os.environ.get("ATOMSTAT_CHROMIUM", "/usr/bin/chromium")
@@ -122,8 +124,10 @@ def _name(page, name: str) -> None:
 def _brush(page, start: tuple, stop: tuple) -> int:
     """Drag across the descriptor scatter; the selected count it gives."""
     box = page.locator(".atomstat-scatter").first.bounding_box()
-    left, top = box["x"] + 55, box["y"] + 10  # the scatter's fig_margin
-    width, height = box["width"] - 65, box["height"] - 45
+    m = SCATTER_MARGIN  # the scatter's fig_margin
+    left, top = box["x"] + m["left"], box["y"] + m["top"]
+    width = box["width"] - m["left"] - m["right"]
+    height = box["height"] - m["top"] - m["bottom"]
     page.mouse.move(left + start[0] * width, top + start[1] * height)
     page.mouse.down()
     page.mouse.move(left + stop[0] * width, top + stop[1] * height, steps=8)
