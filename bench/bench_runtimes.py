@@ -74,58 +74,13 @@ def loadavg() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def plain_graph(model):
-    """The network of ``model`` as a ``tf.function`` of plain ops, free batch, height and
-    width; the layers it knows are the FCN's (see :func:`atomstat.fcn.build_fcn`)."""
-    import tensorflow as tf
-
-    steps = []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "Conv2D":
-            if layer.activation.__name__ not in ("linear", "relu"):
-                raise ValueError(f"{layer.name}: activation {layer.activation.__name__}")
-            w, b = layer.get_weights()
-            steps.append(("conv", tf.constant(w), tf.constant(b), layer.activation.__name__))
-        elif kind == "Activation" and layer.activation.__name__ == "relu":
-            steps.append(("relu",))
-        elif kind == "MaxPooling2D":
-            steps.append(("pool", layer.pool_size[0]))
-        elif kind == "UpSampling2D":
-            steps.append(("up", layer.size[0]))
-        elif kind == "Softmax":
-            steps.append(("softmax",))
-        elif kind not in ("InputLayer", "Dropout"):
-            raise ValueError(f"cannot rebuild layer {layer.name} ({kind}) as plain ops")
-
-    def net(x):
-        channels = 1
-        for step in steps:
-            if step[0] == "conv":
-                x = tf.nn.bias_add(tf.nn.conv2d(x, step[1], 1, "SAME"), step[2])
-                channels = step[1].shape[-1]
-                x = tf.nn.relu(x) if step[3] == "relu" else x
-            elif step[0] == "relu":
-                x = tf.nn.relu(x)
-            elif step[0] == "pool":
-                x = tf.nn.max_pool2d(x, step[1], step[1], "VALID")
-            elif step[0] == "up":
-                shape = tf.shape(x)
-                x = tf.image.resize(x, [step[1] * shape[1], step[1] * shape[2]], "nearest")
-                x = tf.ensure_shape(x, [None, None, None, channels])
-            else:
-                x = tf.nn.softmax(x)
-        return x
-
-    spec = tf.TensorSpec([None, None, None, 1], tf.float32)
-    return tf.function(net, input_signature=[spec])
-
-
 def export_tflite(model, path: Path) -> float:
     """Write ``model`` as a ``.tflite`` file at ``path``; returns the seconds it took."""
     import tensorflow as tf
 
     start = time.perf_counter()
+    from atomstat.fcn.lite import plain_graph  # the converter the shipped .tflite came from
+
     fn = plain_graph(model)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
     path.write_bytes(converter.convert())

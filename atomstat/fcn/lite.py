@@ -3,10 +3,12 @@
 ``import tensorflow`` costs 8-12 s on a 2-core machine, and a process that runs
 the network holds about 1 GB for it. LiteRT (the ``ai-edge-litert`` package, 30
 MB) loads a shipped model in well under a second. Measured here
-(``bench/bench_runtimes.py``, quiet): a cold process 0.74 s against 15.9 s,
-the forward pass 1.07x TensorFlow's time at 512^2 and 1.08x at 1024^2 (every
-larger image runs as tiles of at most 1024^2 + margins), the maps equal to
-2.1e-6.
+(``bench/bench_runtimes.py``, quiet, two runs): a cold process 0.74-0.93 s
+against 15.9-17.3 s; the forward pass 1.07-1.12x TensorFlow's time at 512^2 and
+1.08-1.15x at 1024^2 (every larger image runs as tiles of at most 1024^2 +
+margins); the maps equal to 2.1e-6. A process is ahead on LiteRT until it has
+analysed about 120 images of 1024^2; ``ATOMSTAT_ENGINE=tensorflow`` suits longer
+batches.
 
 Each shipped ``<name>.keras`` has a ``<name>.tflite`` beside it, made from it by
 :func:`export` (``python -m atomstat.fcn.lite atomstat/models/<name>.keras``)
@@ -31,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ENGINES", "LiteCall", "LiteModel", "available", "check_engine", "export", "usable"]
+__all__ = ["ENGINES", "LiteCall", "LiteModel", "available", "check_engine", "export", "plain_graph",
+           "usable"]  # fmt: skip
 
 #: What ``ATOMSTAT_ENGINE`` and ``load_model(engine=...)`` take.
 ENGINES = ("auto", "tensorflow", "litert")
@@ -127,7 +130,7 @@ class LiteCall:
             return self._it.get_tensor(self._output).copy()
 
 
-def _plain_graph(model):
+def plain_graph(model):
     """The network of ``model`` as a ``tf.function`` of plain ops with free batch, height
     and width (Keras's own graph loses the channel count after ``UpSampling2D``, which the
     converter refuses); the layers it knows are the FCN's (:func:`atomstat.fcn.build_fcn`)."""
@@ -192,7 +195,7 @@ def export(keras_path, out=None) -> dict:
     keras_path = Path(keras_path).resolve()
     out = Path(out) if out else keras_path.with_suffix(".tflite")
     model, tf_call = load_model(str(keras_path), engine="tensorflow")
-    fn = _plain_graph(model)
+    fn = plain_graph(model)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
     out.write_bytes(converter.convert())
     call = LiteCall(out)
