@@ -26,12 +26,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ENGINES", "LiteCall", "LiteModel", "available", "check_engine", "export", "plain_graph",
            "usable"]  # fmt: skip
@@ -127,7 +130,7 @@ class LiteCall:
                 self._shape = x.shape
             self._it.set_tensor(self._input, x)
             self._it.invoke()
-            return self._it.get_tensor(self._output).copy()
+            return self._it.get_tensor(self._output)  # a copy already (LiteRT's get_tensor)
 
 
 def plain_graph(model):
@@ -220,8 +223,23 @@ def export(keras_path, out=None) -> dict:
     return record
 
 
-if __name__ == "__main__":
+def main(argv=None) -> int:
+    """``python -m atomstat.fcn.lite [MODEL.keras ...]``: export each (default: the shipped
+    models) and log its record."""
+    import logging
     import sys
 
-    for name in sys.argv[1:] or ["atomstat/models/universal.keras", "atomstat/models/stm.keras"]:
-        print(name, export(name))  # noqa: T201 (a command)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    names = (sys.argv[1:] if argv is None else argv) or [
+        str(Path(__file__).resolve().parents[1] / "models" / f"{n}.keras")
+        for n in ("universal", "stm")
+    ]
+    for name in names:
+        record = export(name)
+        log.info("%s -> %s (maps within %.2g of TensorFlow's)", name,
+                 Path(name).with_suffix(".tflite").name, record["max_abs_difference"])  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
