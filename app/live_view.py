@@ -224,6 +224,11 @@ class LiveView:
             self._thread.join(5)
 
     def _loop(self) -> None:
+        # What the first refresh needs, imported while nothing is written yet
+        import pyarrow.parquet  # noqa: F401
+
+        import app.render  # noqa: F401
+
         while not self._stop.wait(self.interval):
             try:
                 self.refresh()

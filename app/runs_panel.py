@@ -51,14 +51,18 @@ class RunsPanel:
         with report(self.state, self.errors):
             action()
 
-    def _root(self):
-        """The results folder, or None with the reason shown."""
+    def _root(self, *, yet: bool = False):
+        """The results folder, or None with the reason shown; with ``yet``, also a folder
+        that does not exist yet (a run about to start)."""
         try:
             root = inside(self.state.data_dir, self.folder.value.strip())
         except PathError as exc:
             self._say(str(exc))
             return None
-        if not root.is_dir():
+        if root.exists() and not root.is_dir():
+            self._say(f"{self.folder.value.strip()!r} is a file, not a results folder")
+            return None
+        if not root.is_dir() and not yet:
             self._say(f"no folder {self.folder.value.strip()!r} in the data folder yet")
             return None
         return root
@@ -73,10 +77,11 @@ class RunsPanel:
             self.live = None
 
     def follow(self) -> bool:
-        """Show the run in the folder and follow it; True if it is followed."""
+        """Show the run in the folder and follow it; True if it is followed. A folder that
+        does not exist yet is followed too: the run has not written its first file."""
         from app.live_view import LiveFeed, LiveView
 
-        root = self._root()
+        root = self._root(yet=True)
         if root is None:
             return False
         self.stop()
@@ -84,7 +89,8 @@ class RunsPanel:
         self.live.refresh()
         self.live.start()
         self.view.children = [self.live.widget]
-        self._say("")
+        started = root.is_dir()
+        self._say("" if started else f"waiting for {self.folder.value.strip()!r} to appear")
         return True
 
     def open_library(self) -> bool:

@@ -275,6 +275,12 @@ def _frame(path, frame: int) -> np.ndarray:
         if frame not in files:
             raise FileNotFoundError(f"{source} has no frame file numbered {frame}")
         return np.asarray(load(files[frame]).data, np.float32)
+    if source.suffix.lower() == ".npy":  # its header as it is now (a live stack grows)
+        try:
+            data = np.load(source, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise FileNotFoundError(f"cannot read {source}: {exc}") from exc
+        return np.array(data if data.ndim == 2 else data[frame], np.float32)
     data = _opened(str(source)).data
     image = data if data.ndim == 2 else data[frame]
     return np.asarray(image, np.float32)

@@ -89,6 +89,7 @@ class Watcher:
         analysed); return the number of frames written."""
         stop = stop or threading.Event()
         ModelLoader([self.settings.model]).setup()  # the first frame should not wait for this
+        self._warm_up()
         observer = None if once else self._observe()
         try:
             last_scan = 0.0
@@ -106,6 +107,27 @@ class Watcher:
                 observer.stop()
                 observer.join()
         return self.written
+
+    def _warm_up(self) -> None:
+        """Analyse a small simulated lattice into a scratch dataset, the way every file is
+        analysed, so that the first file from the microscope does not pay for the first
+        calls (HyperSpy's import, the network at a new size, the anomaly fit, Parquet).
+        A failure here is logged, and watching goes on."""
+        import tempfile
+
+        from .simulate import simulate_lattice
+
+        started = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(prefix="atomstat-warm-up-") as scratch:
+                path = Path(scratch) / "warm-up.npy"
+                sim = simulate_lattice("hexagonal", shape=(128, 128), spacing=12.0, rng=0)
+                np.save(path, sim.image)
+                analyze_files([path], Path(scratch) / "results", settings=self.settings)
+        except Exception as exc:  # noqa: BLE001 - the watch itself must not stop for this
+            log.warning("warm-up failed (the first file will take longer): %s", exc)
+            return
+        log.debug("warmed up in %.1f s", time.perf_counter() - started)
 
     def step(self) -> bool:
         """Look at every path that changed; analyse what is ready. True while some path is

@@ -48,13 +48,26 @@ def test_a_results_folder_is_followed_live_then_browsed_as_a_library(data_dir):
 
 @pytest.mark.parametrize(
     "folder, message",
-    [("missing", "no folder 'missing'"), ("../x", "'..'"), ("/etc", "relative to the data")],
+    [("../x", "'..'"), ("/etc", "relative to the data"), ("lattice_3.npy", "a file")],
 )
-def test_a_folder_outside_or_missing_is_refused_on_the_page(data_dir, folder, message):
+def test_a_folder_outside_the_data_folder_or_a_file_is_refused(data_dir, folder, message):
     panel = RunsPanel(AppState(data_dir), Output())
     panel.folder.value = folder
     assert not panel.follow() and not panel.open_library()
     assert message in panel.message.value and panel.view.children == ()
+
+
+def test_a_run_not_started_yet_is_followed_and_shows_its_first_file(data_dir, tmp_path):
+    """Open the page, then start the acquisition: the results folder appears later."""
+    panel = RunsPanel(AppState(data_dir), Output(), interval=0.05)
+    panel.folder.value = "later"
+    assert not panel.open_library() and "no folder 'later'" in panel.message.value
+    assert panel.follow() and "waiting for 'later'" in panel.message.value
+    assert panel.live.feed.frames == 0 and panel.live.frame.title == "waiting"
+    analyze_files([data_dir / "lattice_3.npy"], data_dir / "later", anomalies="ocsvm")
+    assert panel.live.refresh() and panel.live.feed.frames == 1
+    assert "lattice_3.npy, frame 0" in panel.live.frame.title
+    panel.stop()
 
 
 def test_the_page_has_the_section_and_it_follows_the_data_folder(data_dir):
