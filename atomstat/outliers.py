@@ -65,6 +65,9 @@ INTENSITY_FENCE = 4.5
 SHAPE_FENCE = 7.0
 _MAX_AUTO_CLUSTERS = 6
 _GMM = {"init_params": "k-means++"}
+#: Most atoms the one-class SVM is fitted on (a seeded random sample; every atom is
+#: scored): its fit grows with the square of the atoms (7,000 atoms: 0.38 s, 2,000: 0.04 s).
+SVM_FIT_MOST = 2000
 
 
 def anomaly_scores(
@@ -121,7 +124,9 @@ def anomaly_scores(
         not at all; None never groups. Rows of group -1 (on no site) and of
         groups with fewer than 8 atoms are scaled on all atoms.
     rng : None, int or numpy.random.Generator
-        Randomness of the isolation forest.
+        Randomness of the isolation forest, and of the sample the one-class
+        SVM is fitted on when there are more than :data:`SVM_FIT_MOST` atoms
+        (seed 0 when None: the same table gets the same scores).
     **params
         Passed to the scikit-learn estimator, overriding the defaults:
         ``OneClassSVM(nu=0.2, gamma=0.06 / n_columns)``,
@@ -428,7 +433,11 @@ def _raw_scores(method, X, rng, params):
         from sklearn.svm import OneClassSVM
 
         used = {"nu": 0.2, "gamma": 0.06 / d, **params}
-        return -OneClassSVM(**used).fit(X).decision_function(X), used
+        fit = X
+        if n > SVM_FIT_MOST:  # seeded: the same table gets the same flags
+            pick = np.random.default_rng(0 if rng is None else rng)
+            fit = X[np.sort(pick.choice(n, SVM_FIT_MOST, replace=False))]
+        return -OneClassSVM(**used).fit(fit).decision_function(X), used
     if method == "iforest":
         from sklearn.ensemble import IsolationForest
 

@@ -25,6 +25,7 @@ interstitials, atoms of another phase) get -1.
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
@@ -196,8 +197,7 @@ def _candidate_vectors(vectors, nn, n_atoms):
     v = vectors.reshape(-1, 2)
     v = v[np.isfinite(v).all(axis=1)]
     grid = np.round(v / (0.12 * nn)).astype(np.int64)
-    keys, inverse, counts = np.unique(grid, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
+    keys, inverse, counts = _unique_cells(grid)
     order = np.argsort(-counts)
     need = max(3, 0.15 * n_atoms)
     centres = []
@@ -213,6 +213,19 @@ def _candidate_vectors(vectors, nn, n_atoms):
         if len(members) >= need:
             centres.append(np.median(members, axis=0))
     return np.array(centres).reshape(-1, 2)
+
+
+def _unique_cells(grid):
+    """``np.unique(grid, axis=0, return_inverse=True, return_counts=True)`` for integer
+    (n, 2) cells, in the same order, through one 1-D code (sorting rows is 10x slower)."""
+    if not len(grid):
+        return grid.reshape(0, 2), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    low = grid.min(axis=0)
+    span = int(grid[:, 1].max() - low[1]) + 1
+    code = (grid[:, 0] - low[0]) * span + (grid[:, 1] - low[1])
+    codes, inverse, counts = np.unique(code, return_inverse=True, return_counts=True)
+    keys = np.column_stack([codes // span + low[0], codes % span + low[1]])
+    return keys, inverse.ravel(), counts
 
 
 def _translations(xy, tree, candidates, nn, level):
@@ -585,16 +598,17 @@ def _weak_frame(xy, level, image, sigma):
         # only where the lattice holds: most atoms around the position sit on its sites
         # (not in a second phase or grain, where a few atoms fall on a site by chance)
         around = tree.query_ball_point(guess, 1.5 * float(np.linalg.norm(basis, axis=1).max()))
-        guess = guess[[len(a) >= 3 and np.mean(label[a] >= 0) >= _SUPPORT for a in around]]
-        c = probe(guess)
+        guess = guess[_supported(around, label >= 0)]
         empty = tree.query(guess)[0] > occupied
         if found:
             empty &= cKDTree(np.concatenate(found)).query(guess)[0] > occupied
         # present (mean med) against empty (mean 0), both of sd spread, prior WEAK_EMPTY
         level = med / 2 - spread**2 / med * np.log((1 - WEAK_EMPTY) / WEAK_EMPTY)
-        ok = np.isfinite(c)
+        ok = probe.inside(guess)  # where the contrast is measured (finite)
         if ok.any() and 1 - empty[ok].mean() >= 1 - 2 * WEAK_EMPTY:
             continue  # the finder found this site nearly whole: its few gaps are vacancies
+        c = probe(guess)
+        ok &= np.isfinite(c)
         keep = empty & ok & (c >= level)
         # and the site's columns around it show (a domain where the site lies elsewhere,
         # a mirror twin, holds none): the mean contrast of the 9 closest predicted
@@ -614,6 +628,16 @@ def _weak_frame(xy, level, image, sigma):
     fitted = probe.centre(new, max_shift=tol)
     clear = tree.query(fitted)[0] > max(sigma, occupied)
     return fitted[clear]
+
+
+def _supported(around, on_site):
+    """For each neighbour list: at least 3 atoms, and :data:`_SUPPORT` of them on a site."""
+    lengths = np.fromiter(map(len, around), np.int64, count=len(around))
+    if not lengths.sum():
+        return np.zeros(len(around), bool)
+    flat = np.fromiter(itertools.chain.from_iterable(around), np.int64, count=int(lengths.sum()))
+    hits = np.bincount(np.repeat(np.arange(len(around)), lengths), on_site[flat], len(around))
+    return (lengths >= 3) & (hits >= _SUPPORT * np.maximum(lengths, 1))
 
 
 def _dedupe_points(points, reach):
@@ -652,6 +676,16 @@ class _Contrast:
             self.image, [pts[..., 1].ravel(), pts[..., 0].ravel()], order=1, cval=np.nan
         ).reshape(len(xy), -1)
         return vals.mean(axis=1) if weight is None else vals @ weight
+
+    def inside(self, xy):
+        """Where every sample lies on the image (the contrast is finite on a finite image)."""
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        low, high = self.ring.min(axis=0), self.ring.max(axis=0)
+        h, w = self.image.shape
+        return (
+            (xy[:, 0] + low[0] >= 0) & (xy[:, 0] + high[0] <= w - 1)
+            & (xy[:, 1] + low[1] >= 0) & (xy[:, 1] + high[1] <= h - 1)
+        )  # fmt: skip
 
     def __call__(self, xy):
         xy = np.asarray(xy, np.float64).reshape(-1, 2)

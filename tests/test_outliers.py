@@ -167,6 +167,22 @@ def test_isolation_forest_is_reproducible_with_rng():
     pd.testing.assert_series_equal(a, b)
 
 
+def test_a_large_table_fits_the_svm_on_a_sample_and_still_finds_every_defect(monkeypatch):
+    """Over SVM_FIT_MOST atoms the one-class SVM is fitted on a seeded sample and scores
+    all: the same flags as the fit on every atom, and the same on every call."""
+    from atomstat import outliers
+
+    atoms = lattice_table(n_host=6000, n_dopant=120, n_adatom=60, rng=11)
+    sampled = find_anomalies(atoms, ALL, method="ocsvm")
+    assert len(atoms) > outliers.SVM_FIT_MOST
+    recall, precision = recall_precision(sampled, atoms)
+    assert recall >= 0.95 and precision >= 0.9
+    assert find_anomalies(atoms, ALL, method="ocsvm").equals(sampled)  # seeded
+    monkeypatch.setattr(outliers, "SVM_FIT_MOST", 10**9)
+    whole = find_anomalies(atoms, ALL, method="ocsvm")
+    assert (whole != sampled).sum() <= 0.002 * len(atoms)
+
+
 def test_estimator_parameters_can_be_overridden():
     atoms = lattice_table(rng=11)
     score = anomaly_scores(atoms, ALL, method="ocsvm", nu=0.5, gamma=0.1)
