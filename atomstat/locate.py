@@ -10,7 +10,6 @@ the raw image by :func:`atomstat.refine.refine_centres` when an image is given.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -445,8 +444,6 @@ def _peaks(prob, labels, n):
 def _polygon_moments(prob, labels, n, level):
     """Area, first and second moments and perimeter of each label's contours."""
     part = _segment_moments(prob, labels, level)
-    if part is None:
-        part = _contour_moments(prob, labels, level)
     return {
         k: np.bincount(part["owner"] - 1, v, minlength=n) for k, v in part.items() if k != "owner"
     }
@@ -456,23 +453,12 @@ def _segment_moments(prob, labels, level):
     """Moments of the marching-squares segments, with the label that owns each.
 
     Green's theorem needs the oriented edges of the contours, not their order:
-    summing over the segments as skimage's marching squares emits them gives
-    the same moments as summing over the assembled contours, without the
-    assembly (a Python loop that took 60 % of ``locate`` on a 1024^2 map).
-    Returns None when skimage's segment routine is not available, and the
-    caller assembles the contours with :func:`skimage.measure.find_contours`.
+    summing over the segments (:func:`_segments`) gives the same moments as
+    summing over the assembled contours, without the assembly (a Python loop
+    that took 60 % of ``locate`` on a 1024^2 map).
     """
-    try:
-        from skimage.measure._find_contours_cy import _get_contour_segments
-    except ImportError:  # pragma: no cover - private skimage API moved
-        return None
     padded = np.pad(np.asarray(prob, np.float64), 1)
-    segments = _get_contour_segments(padded, float(level), False, mask=None)
-    flat = np.fromiter(
-        itertools.chain.from_iterable(itertools.chain.from_iterable(segments)),
-        np.float64,
-        count=4 * len(segments),
-    ).reshape(-1, 2, 2)
+    flat = _segments(padded, float(level))
     owner = _owners(flat[:, 0], padded, labels, level)
     # A vertex that marching squares put on a pixel (value within rounding of the
     # level) may miss the blob's pixels: the segment's other end then decides.
@@ -502,36 +488,47 @@ def _green_terms(x, y, x1, y1):
     }
 
 
-def _contour_moments(prob, labels, level):
-    """Moments of every closed contour, with the label that owns each.
+# Marching squares: for each case (bit 1 upper left, 2 upper right, 4 lower left, 8 lower
+# right above the level) the oriented segments between the square's edges (0 top, 1 bottom,
+# 2 left, 3 right), as skimage.measure.find_contours draws them (saddles 6 and 9 joined
+# low, its default), so that the blob lies on the same side of every segment.
+_CASE_EDGES = {1: [(0, 2)], 2: [(3, 0)], 3: [(3, 2)], 4: [(2, 1)], 5: [(0, 1)],
+               6: [(3, 0), (2, 1)], 7: [(3, 1)], 8: [(1, 3)], 9: [(0, 2), (1, 3)],
+               10: [(1, 0)], 11: [(1, 2)], 12: [(2, 3)], 13: [(0, 3)], 14: [(2, 0)]}  # fmt: skip
+_SEGMENT_START = np.full((16, 2), -1)
+_SEGMENT_END = np.full((16, 2), -1)
+for _case, _pairs in _CASE_EDGES.items():
+    for _k, (_s, _e) in enumerate(_pairs):
+        _SEGMENT_START[_case, _k], _SEGMENT_END[_case, _k] = _s, _e
 
-    Contours come from marching squares on the zero-padded map, so every
-    contour is closed. Each is assigned to the label of the pixel inside it
-    at its first vertex; hole contours run the other way and subtract.
-    """
-    padded = np.pad(np.asarray(prob, np.float64), 1)
-    contours = [c for c in find_contours(padded, level) if len(c) > 2]
-    owner = _owners(np.array([c[0] for c in contours]).reshape(-1, 2), padded, labels, level)
-    valid = owner > 0
-    contours = [c for c, ok in zip(contours, valid, strict=True) if ok]
-    if not contours:
-        return {k: np.zeros(0) for k in ("area", "sx", "sy", "sxx", "syy", "sxy", "perimeter")} | {
-            "owner": np.zeros(0, int)
-        }
-    lengths = np.array([len(c) for c in contours])
-    pts = np.concatenate(contours) - 1.0  # back to unpadded pixel coordinates
-    y, x = pts[:, 0], pts[:, 1]
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    nxt = np.arange(len(x)) + 1
-    nxt[starts + lengths - 1] = starts  # close each polygon (skimage repeats the first point)
-    x1, y1 = x[nxt], y[nxt]
-    terms = _green_terms(x, y, x1, y1)
-    part = {k: np.add.reduceat(v, starts) for k, v in terms.items()}
-    if part["area"].sum() < 0:  # orientation convention of find_contours
-        part = {k: -v for k, v in part.items()}
-    part["perimeter"] = np.add.reduceat(np.hypot(x1 - x, y1 - y), starts)
-    part["owner"] = owner[valid]
-    return part
+
+def _segments(image, level):
+    """Every marching-squares segment of ``image`` at ``level``: (n, 2, 2) of (start, end)
+    (row, col), the segments of skimage's find_contours before it assembles them into
+    contours (tests/test_locate.py compares them), vectorised over the squares."""
+
+    def fraction(a, b):
+        d = b - a
+        return np.where(d != 0, (level - a) / np.where(d != 0, d, 1), 0.0)
+
+    above = image > level
+    case = above[:-1, :-1] + 2 * above[:-1, 1:] + 4 * above[1:, :-1] + 8 * above[1:, 1:]
+    r, c = np.nonzero((case > 0) & (case < 15))
+    kind = case[r, c]
+    ul, ur = image[r, c], image[r, c + 1]
+    ll, lr = image[r + 1, c], image[r + 1, c + 1]
+    rows, cols = r.astype(np.float64), c.astype(np.float64)
+    edge = np.empty((len(r), 4, 2))
+    edge[:, 0, 0], edge[:, 0, 1] = rows, cols + fraction(ul, ur)  # top
+    edge[:, 1, 0], edge[:, 1, 1] = rows + 1, cols + fraction(ll, lr)  # bottom
+    edge[:, 2, 0], edge[:, 2, 1] = rows + fraction(ul, ll), cols  # left
+    edge[:, 3, 0], edge[:, 3, 1] = rows + fraction(ur, lr), cols + 1  # right
+    out = []
+    for j in (0, 1):  # the first segment of every square, then the saddles' second
+        start, end = _SEGMENT_START[kind, j], _SEGMENT_END[kind, j]
+        has = np.flatnonzero(start >= 0)
+        out.append(np.stack([edge[has, start[has]], edge[has, end[has]]], axis=1))
+    return np.concatenate(out)
 
 
 def _owners(vertices, padded, labels, level):

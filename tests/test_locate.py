@@ -36,6 +36,33 @@ def _angle_diff(a, b):
     return (np.asarray(a) - b + 90.0) % 180.0 - 90.0
 
 
+def test_marching_squares_segments_are_find_contours_edges():
+    """The vectorised segments are exactly the edges of skimage's assembled contours
+    (saddles, values equal to the level and blobs on the border included), but for the
+    segments of zero length at pixels on the level, which add nothing to any moment and
+    which the assembly drops."""
+    from skimage.measure import find_contours
+
+    from atomstat.locate import _segments
+
+    rng = np.random.default_rng(4)
+    image = rng.random((40, 50))
+    image[rng.random(image.shape) < 0.05] = 0.5  # on the level itself
+    image = np.pad(image, 1)  # closed contours, as locate pads the map
+    edges = np.concatenate([np.stack([c[:-1], c[1:]], axis=1) for c in find_contours(image, 0.5)])
+    mine = _segments(image, 0.5)
+    point = (mine[:, 0] == mine[:, 1]).all(axis=1)
+    assert point.sum() > 10
+    mine = mine[~point]
+
+    def ordered(seg):
+        flat = np.round(seg.reshape(len(seg), 4), 9)
+        return flat[np.lexsort(flat.T[::-1])]
+
+    assert len(mine) == len(edges) > 1000
+    np.testing.assert_array_equal(ordered(mine), ordered(edges))
+
+
 @pytest.mark.parametrize("radius", [3.0, 4.5, 7.0, 10.0])
 def test_disc_area_perimeter_circularity(radius):
     prob = _ellipse((48, 48), 23.3, 24.6, radius)
