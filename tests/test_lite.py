@@ -79,3 +79,21 @@ def test_a_tflite_made_from_another_keras_is_not_used(tmp_path, monkeypatch):
     assert lite.usable(folder / "universal.keras") is None
     with pytest.raises(ValueError, match="made from universal.keras"):
         load_model(engine="litert")
+
+
+def test_one_interpreter_per_shape_gives_the_same_map_and_stays_within_its_budget(monkeypatch):
+    """Shapes that alternate (the block check's crops, then the image) each keep their
+    interpreter; a map is the same whatever ran between, and the least recently used
+    interpreter goes once the pool holds more pixels than its budget."""
+    monkeypatch.setattr(lite, "POOL_PIXELS", 96 * 96 + 80 * 80)
+    call = lite.LiteCall(model_path("universal").with_suffix(".tflite"))
+    rng = np.random.default_rng(0)
+    big, small = rng.random((1, 96, 96, 1)), rng.random((1, 64, 64, 1))
+    first = call(big)
+    assert call(small).shape == (1, 64, 64, 2)
+    np.testing.assert_array_equal(call(big), first)  # after another shape ran
+    # 32^2 is the model's check at load; the most recently used last
+    assert list(call._pool) == [(1, 32, 32, 1), (1, 64, 64, 1), (1, 96, 96, 1)]
+    call(rng.random((1, 80, 80, 1)))
+    assert list(call._pool) == [(1, 96, 96, 1), (1, 80, 80, 1)]  # the oldest went, to budget
+    np.testing.assert_allclose(first.sum(axis=-1), 1.0, atol=1e-5)
