@@ -89,7 +89,8 @@ class Watcher:
         analysed); return the number of frames written."""
         stop = stop or threading.Event()
         ModelLoader([self.settings.model]).setup()  # the first frame should not wait for this
-        self._warm_up()
+        if not once:  # a live run: the first file should not wait for the first calls either
+            self._warm_up()
         observer = None if once else self._observe()
         try:
             last_scan = 0.0

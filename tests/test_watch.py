@@ -209,6 +209,33 @@ def test_an_unreadable_file_is_reported_and_skipped(tmp_path, caplog):
     assert _complete(out, folder / "broken.npy")
 
 
+def test_the_warm_up_writes_nothing_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A live watcher analyses a small simulated lattice before the first file comes
+    (the whole per-file path, so that the first file does not pay the first calls), into
+    a scratch dataset that is removed: the user's dataset stays empty."""
+    import tempfile
+
+    from atomstat import watch as watch_module
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen = []
+    real = watch_module.analyze_files
+
+    def counted(files, out, **kwargs):
+        seen.append(real(files, out, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(watch_module, "analyze_files", counted)
+    folder, out = tmp_path / "incoming", tmp_path / "results"
+    folder.mkdir()
+    with Running(folder, out):
+        _wait(lambda: len(seen) == 1)
+    assert seen[0].frames == 1 and not seen[0].failed  # the warm-up's one frame
+    assert Dataset(out).sources().empty and list(scratch.iterdir()) == []
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(NotADirectoryError, match="not a folder"):
         Watcher(tmp_path / "missing", tmp_path / "out")
