@@ -108,7 +108,10 @@ def local_cluster(n_workers: int = 2, *, memory_limit="auto", dashboard: bool = 
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}")
     cores = os.cpu_count() or 1
-    with dask.config.set(worker_config()):
+    settings = worker_config()
+    # the Nanny reads the pre-spawn environment from the global config as it starts; the
+    # worker's own config (the profiler) travels with it, also to a worker it restarts
+    with dask.config.set(settings):
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
@@ -116,7 +119,7 @@ def local_cluster(n_workers: int = 2, *, memory_limit="auto", dashboard: bool = 
             memory_limit=memory_limit,
             dashboard_address=":0" if dashboard else None,
             env=worker_env(max(1, cores // n_workers)),
-            config={"distributed.worker.profile.enabled": False},  # a worker restarted too
+            config=settings,
         )
     return Client(cluster)
 
