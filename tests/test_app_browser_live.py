@@ -187,6 +187,9 @@ def test_two_viewers_follow_a_watched_folder(live_server, tmp_path):
                     assert newest == mine  # the newest frame, as the dataset holds it
                     assert (frames, atoms) == (expected_frames, expected_atoms)
                     assert _dots(page) == mine  # every atom drawn on the frame
+            # the section sits below the image at 1366x768: scroll to it, as a user must
+            heading = pages[1].locator(".bqplot .mainheading").filter(has_text="second.npy")
+            heading.first.scroll_into_view_if_needed()
             shot = tmp_path / "live_1366x768.png"
             pages[1].screenshot(path=str(shot))
             keep = os.environ.get("ATOMSTAT_SCREENSHOT_DIR")
