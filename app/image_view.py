@@ -176,9 +176,11 @@ class ImageView:
             return
         png_bytes, xs, ys = display_png(image, self._image(self.state.prob), self.mode.value,
                                         limits=self._limits, cmap=self.cmap.value)  # fmt: skip
+        old = self.picture.image
         with self.picture.hold_sync():
             self.picture.image = widgets.Image(value=png_bytes, format="png")
             self.picture.x, self.picture.y = xs, ys
+        old.close()  # else every redraw's PNG stays in the kernel
         self.draw_atoms()
 
     def redraw(self) -> None:

@@ -138,10 +138,13 @@ class LiveView:
         self.feed, self.interval = feed, float(interval)
         self._stop = threading.Event()
         self._thread = None
-        sx, sy = bq.LinearScale(), bq.LinearScale(reverse=True)
+        # The scales span the frame (set with each new frame), as the image view's do
+        self.sx = sx = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
+        self.sy = sy = bq.LinearScale(min=0.0, max=1.0, reverse=True, allow_padding=False)
         self.image = bq.Image(
-            image=widgets.Image(value=b"", format="png"), scales={"x": sx, "y": sy}
-        )
+            image=widgets.Image(value=b"", format="png"), scales={"x": sx, "y": sy},
+            x=[0, 1], y=[0, 1],
+        )  # fmt: skip
         self.points = bq.Scatter(x=[], y=[], scales={"x": sx, "y": sy}, default_size=12,
                                  colors=["#00b4ff"], stroke="black")  # fmt: skip
         self.frame = bq.Figure(
@@ -177,10 +180,19 @@ class LiveView:
         image = self.feed.newest_image()
         atoms = self.feed.newest
         if image is not None:
+            import ipywidgets as widgets
+
             png, xs, ys = display_png(image, max_side=1024)
+            # A new Image widget: bqplot's Image mark does not redraw when the value of the
+            # one it holds changes (so the frame stayed blank under its atoms)
+            old = self.image.image
             with self.image.hold_sync():
-                self.image.image.value = png
-                self.image.x, self.image.y = xs, ys[::-1]
+                self.image.image = widgets.Image(value=png, format="png")
+                self.image.x, self.image.y = xs, ys
+            old.close()  # else every frame's PNG stays in the kernel
+            with self.sx.hold_sync(), self.sy.hold_sync():
+                self.sx.min, self.sx.max = float(min(xs)), float(max(xs))
+                self.sy.min, self.sy.max = float(min(ys)), float(max(ys))
         with self.points.hold_sync():
             self.points.x, self.points.y = atoms["x"].to_numpy(), atoms["y"].to_numpy()
         sid, frame = self.feed.newest_key

@@ -40,10 +40,13 @@ class RunsPanel:
         )
         self.message = widgets.HTML()
         self.view = widgets.Box()
+        self._scroll = widgets.HTML(layout={"height": "0px", "margin": "0px"})
+        self._scrolls = 0
         self.follow_button.on_click(lambda _: self._call(self.follow))
         self.library_button.on_click(lambda _: self._call(self.open_library))
         body = widgets.VBox([widgets.HBox([self.folder, self.follow_button, self.library_button]),
-                             self.message, self.view])  # fmt: skip
+                             self.message, self.view, self._scroll])  # fmt: skip
+        body.add_class("atomstat-runs")
         self.widget = widgets.Accordion([body], selected_index=None)
         self.widget.set_title(0, "Live run and library")
 
@@ -67,6 +70,20 @@ class RunsPanel:
             return None
         return root
 
+    def _show(self, widget: widgets.Widget) -> None:
+        """Put ``widget`` in the view and scroll the page so that the section's buttons
+        and the view are on screen (at 1366x768 the section starts below the image)."""
+        self.view.children = [widget]
+        # innerHTML does not run <script>: an image that fails to load runs its onerror
+        # (as app.page's shortcuts do); the count makes every call a new value. The
+        # delay lets the browser lay the new view out first.
+        self._scrolls += 1
+        self._scroll.value = (
+            f'<img src="data:," alt="" data-n="{self._scrolls}" style="display:none" '
+            "onerror=\"var s=this.closest('.atomstat-runs');"
+            "if(s)setTimeout(function(){s.scrollIntoView({block:'start'});},150)\">"
+        )
+
     def _say(self, text: str) -> None:
         self.message.value = f"<span style='color:#d55e00'>{text}</span>" if text else ""
 
@@ -88,7 +105,7 @@ class RunsPanel:
         self.live = LiveView(LiveFeed(root), interval=self.interval)
         self.live.refresh()
         self.live.start()
-        self.view.children = [self.live.widget]
+        self._show(self.live.widget)
         started = root.is_dir()
         self._say("" if started else f"waiting for {self.folder.value.strip()!r} to appear")
         return True
@@ -106,6 +123,6 @@ class RunsPanel:
         library = Library(root)
         store = LabelStore(store_path(self.state.data_dir))
         self.library = LibraryView(Gallery(library, store), user=self.state.user)
-        self.view.children = [self.library.widget]
+        self._show(self.library.widget)
         self._say("")
         return True

@@ -4,9 +4,11 @@ Voila serves the dashboard (data folder in a temporary directory) and
 ``atomstat watch incoming --out results`` runs as its own process on that
 folder, as it would beside a microscope. Two Chromium tabs at 1366x768 (two
 collaborators, two kernels) open "Live run and library" and press
-"Follow live". Two simulated lattices then land in ``incoming`` one after the
+"Follow live"; the page must scroll itself so that the buttons and the whole
+live frame are on screen. Two simulated lattices then land in ``incoming`` one after the
 other (the first written slowly, in pieces, the way an acquisition program
-writes). Each tab must show each newest frame with its atoms drawn on it and
+writes). Each tab must show each newest frame, its pixels drawn (its dark
+lattice background fills the plot) and its atoms drawn on it, and
 the running totals, and the numbers on screen must be the ones the dataset
 holds and within 3 % of the lattice's true atom count. The time from a file
 landing to its atoms in both tabs is printed. Set ``ATOMSTAT_SCREENSHOT_DIR``
@@ -105,6 +107,34 @@ def _follow(page, url, errors) -> None:
     page.get_by_role("button", name="Follow live").click()
     waiting = page.locator(".bqplot .mainheading").filter(has_text="waiting")
     waiting.wait_for(timeout=30_000)  # nothing written yet
+    # The page scrolled itself to the live view: its buttons and its whole frame on screen
+    live = page.locator(".bqplot").filter(has=page.locator(".mainheading", has_text="waiting"))
+    button = page.get_by_role("button", name="Follow live")
+    deadline = time.monotonic() + 10
+    while not (_on_screen(live) and _on_screen(button)):
+        assert time.monotonic() < deadline, (live.bounding_box(), button.bounding_box())
+        time.sleep(0.1)
+
+
+def _on_screen(locator) -> bool:
+    box = locator.bounding_box()
+    return (box is not None and box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"]
+            and box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"])  # fmt: skip
+
+
+def _frame_drawn(page, name: str) -> float:
+    """Share of the Live view's plot area that is dark grey: the frame's lattice
+    background, drawn under the atoms (a blank frame is white, its dots blue)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    title = page.locator(".mainheading", has_text=f"{name}, frame 0:")
+    figure = page.locator(".bqplot").filter(has=title).first
+    plot = figure.locator(".plotarea_background").first
+    rgb = np.asarray(Image.open(BytesIO(plot.screenshot())).convert("RGB")).astype(int)
+    spread = rgb.max(axis=2) - rgb.min(axis=2)
+    return float(((rgb.max(axis=2) < 80) & (spread < 12)).mean())
 
 
 def _shown(page, name: str, timeout: float = 90_000) -> tuple[int, int, int]:
@@ -187,9 +217,8 @@ def test_two_viewers_follow_a_watched_folder(live_server, tmp_path):
                     assert newest == mine  # the newest frame, as the dataset holds it
                     assert (frames, atoms) == (expected_frames, expected_atoms)
                     assert _dots(page) == mine  # every atom drawn on the frame
-            # the section sits below the image at 1366x768: scroll to it, as a user must
-            heading = pages[1].locator(".bqplot .mainheading").filter(has_text="second.npy")
-            heading.first.scroll_into_view_if_needed()
+                    dark = _frame_drawn(page, name)
+                    assert dark > 0.3, f"the frame under the atoms is not drawn ({dark:.0%} dark)"
             shot = tmp_path / "live_1366x768.png"
             pages[1].screenshot(path=str(shot))
             keep = os.environ.get("ATOMSTAT_SCREENSHOT_DIR")

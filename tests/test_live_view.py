@@ -1,6 +1,9 @@
 """The Live view's feed and widgets on a dataset that grows while they watch."""
 
+import io
+
 import numpy as np
+import PIL.Image
 import pandas as pd
 import pytest
 
@@ -39,6 +42,7 @@ def test_the_feed_follows_new_partitions(tmp_path):
     assert np.array_equal(feed.newest_image(), np.load(first))
     assert len(view.points.x) == len(rows) and "frame 0" in view.frame.title
     assert not view.refresh()  # nothing new
+    shown = view.image.image
     second = _save(tmp_path, "b.npy", 1)
     analyze_files([second], out, anomalies="ocsvm")
     assert view.refresh()
@@ -47,6 +51,12 @@ def test_the_feed_follows_new_partitions(tmp_path):
     assert feed.counts["nn_distance"].sum() == np.isfinite(rows["nn_distance"]).sum()
     assert np.array_equal(feed.newest_image(), np.load(second))
     assert f"{len(rows)} atoms" in view.table.value
+    # the frame drawn under the atoms is the newest one, in a new Image widget (bqplot does
+    # not redraw on a changed value), the old one closed, and the scales span it
+    assert view.image.image is not shown and shown.comm is None
+    drawn = np.asarray(PIL.Image.open(io.BytesIO(view.image.image.value)))
+    assert drawn.shape[:2] == np.load(second).shape
+    assert (view.sx.min, view.sx.max) == (-0.5, 95.5) and (view.sy.min, view.sy.max) == (-0.5, 95.5)
     other = LiveFeed(out)  # a second viewer sees the same run
     other.poll()
     assert other.atoms == feed.atoms and other.kinds == feed.kinds
