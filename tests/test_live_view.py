@@ -3,8 +3,8 @@
 import io
 
 import numpy as np
-import PIL.Image
 import pandas as pd
+import PIL.Image
 import pytest
 
 from atomstat.batch import analyze_files
