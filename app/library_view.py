@@ -139,15 +139,19 @@ class LibraryView:
                   bq.Axis(scale=sy, label=self.axes[1], orientation="vertical", num_ticks=5,
                           tick_format=".3~s", label_offset="45px")],
             fig_margin={"top": 15, "bottom": 45, "left": 65, "right": 15},
+            padding_x=0.05, padding_y=0.05,  # no point on an axis, where a brush can't start
             layout=widgets.Layout(width="380px", height="340px", flex="0 0 auto"),
         )  # fmt: skip
         # One HTML block for the gallery: a widget per crop took the page seconds to draw.
         self.shown = 0  # crops in the gallery
         self.tiles = widgets.HTML(layout=widgets.Layout(width="640px", max_height="460px",
                                                         overflow="auto"))  # fmt: skip
+        self.tiles.add_class("atomstat-gallery")
+        self.scatter.add_class("atomstat-library-scatter")
         self.name = widgets.Text(placeholder="label, e.g. Si dopant")
         self.apply = widgets.Button(description="label selected")
         self.status = widgets.HTML()
+        self.status.add_class("atomstat-library-status")
         self.material.observe(lambda _: self.refresh(), "value")
         self.kind.observe(lambda _: self.refresh(), "value")
         self.brush.observe(self._brushed, "brushing")
@@ -155,6 +159,15 @@ class LibraryView:
         controls = widgets.HBox([self.material, self.kind])
         box = widgets.HBox([self.name, self.apply, self.status])
         self.widget = widgets.VBox([controls, box, widgets.HBox([self.scatter, self.tiles])])
+        self.refresh()
+
+    def pick(self, material, kind: str) -> None:
+        """Show ``material`` and ``kind`` where this library has them (else keep the view's)."""
+        with self.material.hold_trait_notifications(), self.kind.hold_trait_notifications():
+            if material in [value for _, value in self.material.options]:
+                self.material.value = material
+            if kind in self.kind.options:
+                self.kind.value = kind
         self.refresh()
 
     def refresh(self) -> None:
@@ -197,7 +210,8 @@ class LibraryView:
             + "</div>"
         )
         self.shown = len(tiles)
-        self.status.value = f"{len(tiles)} of {len(g.hits)} selected"
+        where = self.material.value or "every material"
+        self.status.value = f"{len(tiles)} of {len(g.hits)} selected ({self.kind.value}, {where})"
 
     def _label(self) -> None:
         try:

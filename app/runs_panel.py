@@ -122,7 +122,10 @@ class RunsPanel:
         self.stop()
         library = Library(root)
         store = LabelStore(store_path(self.state.data_dir))
+        before = self.library
         self.library = LibraryView(Gallery(library, store), user=self.state.user)
+        if before is not None:  # opened again (to see others' labels): the same pick
+            self.library.pick(before.material.value, before.kind.value)
         self._show(self.library.widget)
         self._say("")
         return True

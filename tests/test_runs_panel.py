@@ -44,6 +44,12 @@ def test_a_results_folder_is_followed_live_then_browsed_as_a_library(data_dir):
     hits = view.gallery.hits
     assert len(hits) > 0 and set(hits["material"]) == {"test"}
     assert view.user == "ana"
+    assert "(brighter (> 1.5x), test)" in view.status.value
+    # opened again (to see what others labelled since): a new view, with the same pick
+    assert panel.open_library() and panel.library is not view
+    again = panel.library
+    assert (again.material.value, again.kind.value) == ("test", "brighter (> 1.5x)")
+    assert again.gallery.hits[["name", "atom_id"]].equals(hits[["name", "atom_id"]])
 
 
 @pytest.mark.parametrize(
