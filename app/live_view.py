@@ -27,6 +27,7 @@ __all__ = ["LiveFeed", "LiveView"]
 log = logging.getLogger(__name__)
 
 COLUMNS = ("area", "nn_distance", "intensity")
+FRAME_SIDE = 512  # px, the longest side of the newest frame's PNG (the figure is 460 px)
 FLAGGED = "anomaly flag"  # the count of the atoms table's anomaly column
 
 
@@ -182,7 +183,9 @@ class LiveView:
         if image is not None:
             import ipywidgets as widgets
 
-            png, xs, ys = display_png(image, max_side=1024)
+            # at most twice the figure's size: a 1024^2 frame's full PNG took longer to make
+            # and to send than the figure can show
+            png, xs, ys = display_png(image, max_side=FRAME_SIDE)
             # A new Image widget: bqplot's Image mark does not redraw when the value of the
             # one it holds changes (so the frame stayed blank under its atoms)
             old = self.image.image

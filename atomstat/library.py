@@ -275,15 +275,35 @@ def _frame(path, frame: int) -> np.ndarray:
         if frame not in files:
             raise FileNotFoundError(f"{source} has no frame file numbered {frame}")
         return np.asarray(load(files[frame]).data, np.float32)
-    if source.suffix.lower() == ".npy":  # its header as it is now (a live stack grows)
-        try:
-            data = np.load(source, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise FileNotFoundError(f"cannot read {source}: {exc}") from exc
-        return np.array(data if data.ndim == 2 else data[frame], np.float32)
+    if source.suffix.lower() == ".npy":
+        return _npy_frame(source, frame)
     data = _opened(str(source)).data
     image = data if data.ndim == 2 else data[frame]
     return np.asarray(image, np.float32)
+
+
+def _npy_frame(source: Path, frame: int) -> np.ndarray:
+    """Frame ``frame`` of a .npy image or stack, read on its own. A stack that is still
+    being written (its header gives the final number of frames, the file holds fewer) is
+    read as far as it is: a frame that is whole is returned, one that is not raises."""
+    from .watch import _npy_header
+
+    try:
+        shape, dtype, offset = _npy_header(source)
+        if len(shape) not in (2, 3):
+            raise ValueError(f"a .npy of shape {shape} is not an image or a stack")
+        pixels = int(np.prod(shape[-2:]))
+        index = 0 if len(shape) == 2 else int(frame)
+        if not 0 <= index < (shape[0] if len(shape) == 3 else 1):
+            raise ValueError(f"no frame {frame} in a stack of shape {shape}")
+        with open(source, "rb") as f:
+            f.seek(offset + index * pixels * dtype.itemsize)
+            raw = f.read(pixels * dtype.itemsize)
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(f"cannot read {source}: {exc}") from exc
+    if len(raw) < pixels * dtype.itemsize:
+        raise FileNotFoundError(f"frame {frame} of {source} is not written yet")
+    return np.frombuffer(raw, dtype).reshape(shape[-2:]).astype(np.float32)
 
 
 def _crop(image, x, y, size):

@@ -160,3 +160,29 @@ def test_material_tags_are_set_by_the_user(campaign, tmp_path, monkeypatch):
     empty = Library(tmp_path)  # a library with nothing in it yet answers with no rows
     assert len(empty.find(material="graphene", anomaly=True, brighter=2.0)) == 0
     assert empty.materials() == []
+
+
+def test_a_frame_of_a_stack_still_being_written_is_read_as_far_as_it_is(tmp_path):
+    """A live .npy stack's header gives its final length; the file holds fewer frames."""
+    from numpy.lib import format as npformat
+
+    from atomstat.library import _frame
+
+    stack = np.arange(3 * 8 * 6, dtype=">f8").reshape(3, 8, 6)  # big-endian, not float32
+    path = tmp_path / "movie.npy"
+    with path.open("wb") as sink:
+        npformat.write_array_header_1_0(sink, npformat.header_data_from_array_1_0(stack))
+        sink.write(stack[:2].tobytes())
+        sink.write(stack[2].tobytes()[:100])  # the third frame half written
+    for i in (0, 1):
+        got = _frame(path, i)
+        assert got.dtype == np.float32 and np.array_equal(got, stack[i])
+    with pytest.raises(FileNotFoundError, match="frame 2 .* not written yet"):
+        _frame(path, 2)
+    with pytest.raises(FileNotFoundError, match="no frame 3"):
+        _frame(path, 3)
+    np.save(tmp_path / "one.npy", stack[1])
+    assert np.array_equal(_frame(tmp_path / "one.npy", 0), stack[1])
+    (tmp_path / "bad.npy").write_bytes(b"not a numpy file at all")
+    with pytest.raises(FileNotFoundError, match="cannot read"):
+        _frame(tmp_path / "bad.npy", 0)
