@@ -25,8 +25,11 @@ interstitials, atoms of another phase) get -1.
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import itertools
 import logging
+import threading
 
 import numpy as np
 import pandas as pd
@@ -161,6 +164,31 @@ def fit_lattice(xy, level=None) -> tuple[np.ndarray, np.ndarray] | None:
     xy = np.asarray(xy, np.float64)
     if len(xy) < 8:
         return None
+    level = None if level is None else np.asarray(level, np.float64)
+    # the same atoms are fitted twice per frame (the completion of the sublattices, then
+    # sublattices()); the second fit is the first's result (0.08 s for 8,000 atoms)
+    key = hashlib.blake2b(xy.tobytes(), digest_size=16)
+    key.update(b"-" if level is None else level.tobytes())
+    key = (xy.shape, key.digest())
+    with _FITS_LOCK:
+        if key in _FITS:
+            _FITS.move_to_end(key)
+            fit = _FITS[key]
+            return None if fit is None else (fit[0].copy(), fit[1].copy())
+    fit = _fit_lattice(xy, level)
+    with _FITS_LOCK:
+        _FITS[key] = None if fit is None else (fit[0].copy(), fit[1].copy())
+        while len(_FITS) > _FITS_KEPT:
+            _FITS.popitem(last=False)
+    return fit
+
+
+_FITS: collections.OrderedDict = collections.OrderedDict()  # the last fits, by their inputs
+_FITS_KEPT = 4
+_FITS_LOCK = threading.Lock()
+
+
+def _fit_lattice(xy, level):
     tree = cKDTree(xy)
     # a cell of many sites (two columns of each of two sublattices) reaches beyond the 12
     # closest neighbours: then the 24 closest are pooled

@@ -175,3 +175,19 @@ def test_bad_input_is_refused_by_name():
         sublattices(make_atoms({"x": [1.0], "y": [1.0]}), tolerance=2)
     with pytest.raises(ValueError, match="'x'"):
         sublattices(make_atoms({"x": [np.nan], "y": [1.0]}))
+
+
+def test_a_second_fit_of_the_same_atoms_is_the_first_ones_and_cannot_be_spoiled():
+    from atomstat.simulate import simulate_lattice as _simulate
+    from atomstat.sublattices import _fit_lattice, fit_lattice
+
+    xy = _simulate("hexagonal", shape=(160, 160), spacing=12, rng=3).atoms[["x", "y"]].to_numpy()
+    first = fit_lattice(xy)
+    first[0][:] = 0.0  # the caller's copy
+    again = fit_lattice(xy.copy())
+    fresh = _fit_lattice(np.asarray(xy, np.float64), None)
+    assert np.array_equal(again[0], fresh[0]) and np.array_equal(again[1], fresh[1])
+    moved = xy + [0.5, 0.0]  # other atoms: fitted anew
+    assert np.allclose(fit_lattice(moved)[0], fresh[0])
+    level = np.zeros(len(xy))
+    assert np.array_equal(fit_lattice(xy, level)[0], _fit_lattice(xy, level)[0])
